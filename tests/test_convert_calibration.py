@@ -41,6 +41,7 @@ def _recipe(tmp_path: Path, calibration: dict[str, Any], **changes: Any) -> Path
         tmp_path / "m.onnx",
     )
     np.save(tmp_path / "real.npy", rng.uniform(-2.1, 2.6, size=(12, 16)).astype(np.float32))
+    np.save(tmp_path / "calib.npy", rng.uniform(-2.1, 2.6, size=(12, 16)).astype(np.float32))  # other samples
     raw: dict[str, Any] = {
         "name": "fc",
         "task": "generic",
@@ -81,23 +82,81 @@ def test_random_calibration_is_warned_recorded_and_a_finding(tmp_path: Path) -> 
 
 
 def test_real_calibration_source_count_and_why(tmp_path: Path) -> None:
-    path = _recipe(tmp_path, {"data": {"kind": "npy", "path": "real.npy"}})
+    path = _recipe(tmp_path, {"data": {"kind": "npy", "path": "calib.npy"}})
     (art,), said = _convert(path)
     assert art.files, art.error
-    assert f"calibration: 12 calibration inputs (npy {tmp_path / 'real.npy'}; all the .npy holds)" in said, (
+    assert f"calibration: 12 calibration inputs (npy {tmp_path / 'calib.npy'}; all the .npy holds)" in said, (
         said
     )
-    assert not [m for m in said if "warning" in m]
-    assert RANDOM_FINDING not in art.provenance["findings"]
+    assert not [m for m in said if "warning" in m]  # nor the overlap's: calib.npy is not the evaluation data
+    assert not [t for t in art.provenance["findings"] if t.startswith(("calibrated on", "its INT8 gates"))]
     assert art.provenance["calibration"] == {
         "kind": "npy",
-        "source": f"npy {tmp_path / 'real.npy'}",
+        "source": f"npy {tmp_path / 'calib.npy'}",
         "count": 12,
         "why": "all the .npy holds",
         "sha256": data_digest(calibration_inputs(load_recipe(path))),
     }
     (fp32,), _ = _convert(path, (Format.ONNX_FP32,))
     assert "calibration" not in fp32.provenance  # a float artifact was calibrated on nothing
+
+
+def test_evaluation_inputs_that_are_calibration_inputs_are_warned_and_a_finding(tmp_path: Path) -> None:
+    """Calibration and evaluation data naming the same .npy passed without a word: the INT8 gate was judged on the
+    samples its ranges were set from. Counted input by input (4 of 12 shared here: 'partly'); a cached artifact
+    loses the finding once the evaluation data no longer overlaps (the cache key does not hold that data)."""
+    path = _recipe(tmp_path, {"data": {"kind": "npy", "path": "mine.npy"}})
+    calib = (
+        np.random.default_rng(7).uniform(-2.1, 2.6, size=(12, 16)).astype(np.float32)
+    )  # its own cache entry
+    np.save(tmp_path / "mine.npy", calib)
+    np.save(tmp_path / "real.npy", np.concatenate([calib[:4], np.load(tmp_path / "real.npy")[4:]]))
+    for run in ("converted", "cached"):
+        (art,), said = _convert(path)
+        assert art.files and art.cached is (run == "cached"), art.error
+        (warning,) = [m for m in said if m.startswith("calibration: warning: ")]
+        assert warning == (
+            "calibration: warning: 4 of 12 evaluation inputs are also calibration inputs: the INT8 gates are "
+            "judged partly on the data the ranges were set from, so they overstate int8 accuracy on unseen inputs; "
+            "give calibration.data and evaluation.data different samples (another folder, file or seed)"
+        ), warning
+        (finding,) = [t for t in art.provenance["findings"] if "calibration inputs" in t]
+        assert finding.startswith(
+            "its INT8 gates are judged on calibration inputs (4 of 12 evaluation inputs"
+        )
+        assert "overlap_finding" not in art.provenance["calibration"]
+    stored = json.loads((cache.entry_dir(art.key) / cache.META).read_text())["provenance"]
+    assert finding in stored["findings"]
+    np.save(tmp_path / "real.npy", np.load(tmp_path / "real.npy")[4:])  # no overlap now, the same cache entry
+    (art,), said = _convert(path)
+    assert art.cached and not [m for m in said if "warning" in m], said
+    assert not [t for t in art.provenance["findings"] if "calibration inputs" in t], art.provenance[
+        "findings"
+    ]
+
+
+def test_leak_recipe_tiny_builder_with_one_seed_for_both_is_warned(tmp_path: Path) -> None:
+    """r16's leak.yaml: recipes/tiny.yaml with evaluation samples: 16, seed: 0, the calibration's builder and seed.
+    onnx-int8 (ncnn-int8 in the report) passed its gate with no word."""
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml").read_text())
+    raw["evaluation"]["data"] = {**raw["calibration"]["data"]}
+    assert raw["evaluation"]["data"]["seed"] == 0 and raw["evaluation"]["data"]["samples"] == 16
+    raw["formats"] = ["onnx-int8"]
+    path = tmp_path / "leak.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    (art,), said = _convert(path)
+    assert art.files, art.error
+    (warning,) = [m for m in said if m.startswith("calibration: warning: ")]
+    assert warning.startswith(
+        "calibration: warning: 16 of 16 evaluation inputs are also calibration inputs: the INT8 gates are judged "
+        "on the data the ranges were set from"
+    ), warning
+    findings = art.provenance["findings"]
+    assert any(t.startswith("its INT8 gates are judged on calibration inputs (16 of 16") for t in findings)
+    raw["evaluation"]["data"]["seed"] = 1  # recipes/tiny.yaml's own evaluation seed differs: no warning
+    path.write_text(yaml.safe_dump(raw))
+    (art,), said = _convert(path)
+    assert art.files and not [m for m in said if "warning" in m], said
 
 
 @pytest.mark.parametrize(

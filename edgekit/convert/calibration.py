@@ -156,6 +156,34 @@ def constant_calibration_warning(recipe: Recipe, inputs: np.ndarray) -> str | No
     )
 
 
+def _row_digests(inputs: np.ndarray) -> list[bytes]:
+    rows = np.ascontiguousarray(inputs).reshape(len(inputs), -1)
+    return [hashlib.sha256(row.dtype.str.encode() + row.tobytes()).digest() for row in rows]
+
+
+def input_digests(inputs: np.ndarray) -> set[bytes]:
+    """One sha256 per input (row), its dtype in it, so two data sets' common inputs can be counted without
+    holding both in memory."""
+    return set(_row_digests(inputs))
+
+
+def overlap_calibration_warning(calibration: set[bytes], evaluation: np.ndarray) -> str | None:
+    """What evaluation inputs that are also calibration inputs mean (`calibration` from input_digests), None when
+    none are. The same folder, .npy or builder and seed in both passed without a word: an INT8 gate judged on the
+    samples its ranges were set from is met in-sample (r16's leak.yaml, tiny: 16 of 16)."""
+    if not calibration or not len(evaluation):
+        return None
+    common = sum(d in calibration for d in _row_digests(evaluation))
+    if not common:
+        return None
+    return (
+        f"{common} of {len(evaluation)} evaluation inputs are also calibration inputs: the INT8 gates are judged "
+        f"{'' if common == len(evaluation) else 'partly '}on the data the ranges were set from, so they overstate "
+        "int8 accuracy on unseen inputs; give calibration.data and evaluation.data different samples (another "
+        "folder, file or seed)"
+    )
+
+
 def calibration_record(recipe: Recipe, inputs: np.ndarray) -> dict[str, Any]:
     """What an INT8 artifact was calibrated on, for its provenance: kind, source, count and the inputs' sha256."""
     source = recipe.calibration.data if recipe.calibration else None

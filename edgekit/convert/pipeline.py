@@ -33,6 +33,8 @@ from edgekit.convert.calibration import (
     calibration_record,
     constant_calibration_warning,
     evaluation_inputs,
+    input_digests,
+    overlap_calibration_warning,
     random_calibration_warning,
 )
 from edgekit.convert.converter_choice import by_converter, converters_for, refuse_int8_io, tool_name
@@ -111,6 +113,7 @@ def _convert_recipe(
         )
     calib, calibrated = None, dict[str, Any]()  # the calibration data's digest; its record for provenance
     flat = None  # what calibration data without variation means, said as random data is
+    seen = set[bytes]()  # the calibration inputs' digests, one per input
     if any(f.precision is Precision.INT8 for f in fmts):
         say("calibration: loading data")
         inputs = calibration_inputs(recipe)
@@ -119,6 +122,7 @@ def _convert_recipe(
         if recipe.calibration is not None:
             say(f"calibration: {calibration_note(recipe.calibration.data, len(inputs))}")
         flat = constant_calibration_warning(recipe, inputs)
+        seen = input_digests(inputs)  # to count the evaluation inputs that are calibration inputs
         del inputs
     # read before any conversion: evaluation data of a shape or type the model cannot take is bad input (exit 2)
     # said now, not after minutes of TensorFlow converting every format
@@ -129,6 +133,11 @@ def _convert_recipe(
         say(f"calibration: warning: {warning or flat}")
         calibrated["warning"] = warning or flat
         calibrated["finding"] = RANDOM_FINDING if warning else CONSTANT_FINDING
+    overlap = overlap_calibration_warning(seen, evaluation[0]) if calib else None
+    if overlap:  # said besides either of those: random calibration with evaluation's seed is both
+        say(f"calibration: warning: {overlap}")
+        calibrated["overlap_warning"] = overlap
+        calibrated["overlap_finding"] = overlap_finding(overlap)
     keys = {f: cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib) for f in fmts}
     done: dict[Format, Artifact] = {}
     errors: list[EdgekitError] = []  # each failed tool run's error, raised (or summed up) at the end
@@ -283,6 +292,17 @@ CONSTANT_FINDING = (
 )
 
 
+OVERLAP_FINDING = "its INT8 gates are judged on calibration inputs"
+
+
+def overlap_finding(warning: str) -> str:
+    """The convert table's finding for evaluation inputs that are calibration inputs (its count from the warning)."""
+    return (
+        f"{OVERLAP_FINDING} ({warning.split(':')[0]}): met in-sample, they overstate "
+        "int8 accuracy on unseen inputs; give calibration.data and evaluation.data different samples"
+    )
+
+
 def with_plan_finding(provenance: dict[str, Any], fmt: Format, files: list[Path]) -> dict[str, Any]:
     """A cached ncnn-int8's speed-plan finding said again from its sidecar in today's words: the one stored at
     conversion said int8/fp32 ('pi5-emu 0.421x', deploy's 2.37x) and, for an all-int8 artifact, the layers the
@@ -298,14 +318,18 @@ def with_plan_finding(provenance: dict[str, Any], fmt: Format, files: list[Path]
 
 def with_calibration(provenance: dict[str, Any], fmt: Format, calibrated: dict[str, Any]) -> dict[str, Any]:
     """An INT8 artifact's provenance with what it was calibrated on (kind, source, count, sha256) and, for random
-    data or data without variation, a finding that says so (shown under the convert table, kept in --json and
-    artifact.json)."""
+    data, data without variation or evaluation inputs that are calibration inputs, a finding that says so (shown
+    under the convert table, kept in --json and artifact.json)."""
     if fmt.precision is not Precision.INT8 or not calibrated:
         return provenance
-    record = {k: v for k, v in calibrated.items() if k not in ("warning", "finding")}
-    findings = list(provenance.get("findings", []))
-    if calibrated.get("finding") and calibrated["finding"] not in findings:
-        findings.append(calibrated["finding"])
+    said = ("warning", "finding", "overlap_warning", "overlap_finding")
+    record = {k: v for k, v in calibrated.items() if k not in said}
+    # the overlap depends on the evaluation data, which the cache key does not hold: a stored one is said again
+    # only if it is true today
+    findings = [t for t in provenance.get("findings", []) if not t.startswith(OVERLAP_FINDING)]
+    for key in ("finding", "overlap_finding"):
+        if calibrated.get(key) and calibrated[key] not in findings:
+            findings.append(calibrated[key])
     return {**provenance, "calibration": record, "findings": findings}
 
 
