@@ -136,6 +136,28 @@ def test_fix_reaches_a_gate_only_every_weighted_layer_in_float_meets(tmp_path: P
     assert "/15/Conv" in said.split("gate met with")[1], said
     # every weighted layer float: the fp32 model in an INT8 file (the count held GlobalAveragePool and Flatten)
     assert "every quantized layer is float in it" in said and "ship onnx-fp32 instead" in said, said
+    # the layers were ranked on the first 16 evaluation inputs, the gate judged on all 360: said (r16 #6)
+    assert (
+        "in-sample: the float set was chosen (layers ranked on 16 of them) and judged on the same 360 evaluation "
+        "inputs" in said
+    ), said
+
+
+def test_gate_met_says_the_float_set_was_chosen_and_judged_on_the_same_inputs() -> None:
+    """--fix ranked the layers on evaluation_inputs[:16] and judged the gate on all of them, then said 'gate met'
+    as if on unseen data (r16 #6): now said under the verdict, with both counts; not when nothing was chosen."""
+    steps = [_candidate([], 0.99998, False), _candidate(WEIGHTED[:1], 0.999997, True, "1 worst")]
+    outcome = FixResult("onnx-int8", _candidate([], 0.999999, True), steps, "/tmp/x", WEIGHTED, ranked_on=16)
+    failed, said = _summary(outcome)
+    assert not failed
+    assert (
+        "in-sample: the float set was chosen (layers ranked on 16 of them) and judged on the same 360 evaluation "
+        "inputs: the gate met on them may not hold on unseen data" in said
+    ), said
+    missed = FixResult(
+        "onnx-int8", _candidate([], 0.999999, True), steps[:1], "/tmp/x", WEIGHTED, ranked_on=16
+    )
+    assert "in-sample" not in _summary(missed)[1]
 
 
 def test_a_gate_the_fp32_model_misses_is_said_to_be_out_of_reach_naming_the_gate() -> None:

@@ -74,6 +74,9 @@ class FixResult:
     # other processes' share of this machine's CPUs while the candidates were timed (None: not known)
     host_busy: float | None = None
     host_rounds: int = 0  # the interleaved rounds each candidate was timed in
+    # the evaluation inputs the layers were ranked on (the analysis's first --samples): the gate is judged on all
+    # of them, these among them, so the float set was chosen and judged on the same data
+    ranked_on: int = 0
 
     @property
     def host_unreliable(self) -> bool:
@@ -183,7 +186,7 @@ def fix(
         )
     say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
     if steps[0].passed:  # nothing built: no folder left behind
-        return _timed(FixResult(fmt.value, fp32, steps, "", weighted), runs, say)
+        return _timed(FixResult(fmt.value, fp32, steps, "", weighted, ranked_on=analysis.samples), runs, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     sets = plan(candidates(analysis), max_float)  # the last holds every candidate (unless capped)
     labels_of = {tuple(s): f"{len(s)} worst" for s in sets}
@@ -221,7 +224,9 @@ def fix(
         steps[-1].recipe_names = [n for n in names if n not in tail_names] if tail else names
         if steps[-1].passed:
             break
-    return _timed(FixResult(fmt.value, fp32, steps, str(out_dir), weighted), runs, say)
+    return _timed(
+        FixResult(fmt.value, fp32, steps, str(out_dir), weighted, ranked_on=analysis.samples), runs, say
+    )
 
 
 def _timed(result: FixResult, runs: list[Callable[[], None] | None], say: Progress) -> FixResult:

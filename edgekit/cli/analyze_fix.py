@@ -201,6 +201,14 @@ def fix_summary(
         f"{plain(Path(chosen.files[0]).parent)}",
         highlight=False,
     )
+    judged = chosen.gates.get("samples")
+    if outcome.ranked_on and judged:
+        console.print(
+            f"[yellow]in-sample[/]: the float set was chosen (layers ranked on {outcome.ranked_on} of them) and "
+            f"judged on the same {judged} evaluation inputs: the gate met on them may not hold on unseen data; "
+            "check it on other samples (convert with another evaluation.data) before relying on it",
+            highlight=False,
+        )
     weighted = set(outcome.weighted)
     if (weighted and weighted <= set(chosen.float_layers)) or (
         quantized and not weighted and len(set(chosen.float_layers)) >= quantized
