@@ -58,6 +58,65 @@ def test_an_int8_artifact_whose_speed_plan_failed_is_not_served_as_counted(
     assert calls == [1, 1] and not again.cached  # counted again, not served from the cache
 
 
+@pytest.mark.parametrize("failing_round", ["planned", "strict"])
+def test_a_guest_failing_in_a_later_counting_round_gives_the_all_int8_artifact(
+    home: Path, monkeypatch: pytest.MonkeyPatch, failing_round: str
+) -> None:
+    """The speed plan's first round (measure) was the only one whose guest failure was caught: a qemu guest timing
+    out while counting the planned artifact (rounds 2 of nearly every conversion) or the strict plan (round 3)
+    failed the whole ncnn-int8 conversion ("ncnn-int8: conversion failed"). Now every round falls back the same
+    way: the all-int8 artifact (rebuilt over the planned one), the warning, the key marked "failed". A real tiny
+    conversion; only the counting is simulated at its boundary (measure, profiles)."""
+    import json
+    from types import SimpleNamespace
+
+    from edgekit.convert.ncnn import plan
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.errors import EmulatorError
+    from edgekit.recipe import load_recipe
+
+    quantized: list[str] = []
+
+    def measure(_fp32: Path, _int8: Path, names: list[str], *_a: object, **_k: object) -> plan.SpeedPlan:
+        quantized.extend(names)
+        counts = {d: {"int8": 10, "float": 5} for d in plan.DEVICES}
+        sp = plan.SpeedPlan(devices=list(plan.DEVICES), weights=dict.fromkeys(plan.DEVICES, 1e-06))
+        sp.layers = [
+            plan.LayerChoice(n, "Convolution", i != 0, counts, "simulated") for i, n in enumerate(names)
+        ]
+        sp.totals = {d: {"fp32": 1000, "all_int8": 900} for d in plan.DEVICES}
+        return sp
+
+    rounds: list[int] = []
+
+    def profiles(_param: Path, devices: tuple[str, ...] = plan.DEVICES) -> dict[str, Any]:
+        rounds.append(1)
+        if failing_round == "planned" or len(rounds) == 2:
+            raise EmulatorError(f"qemu guest timed out (simulated, {failing_round} round)")
+        # the planned artifact: fewer on the weighted measure, more than fp32 on the A72: the strict plan runs
+        return {"pi4-emu": SimpleNamespace(total=1050), "pi5-emu": SimpleNamespace(total=500)}
+
+    monkeypatch.setattr(plan, "enabled", lambda: True)
+    monkeypatch.setattr(plan, "measure", measure)
+    monkeypatch.setattr(plan, "profiles", profiles)
+    said: list[str] = []
+    art = convert_recipe(load_recipe(TINY), [Format.NCNN_INT8], progress=said.append)[0]
+    assert rounds == ([1] if failing_round == "planned" else [1, 1]), said
+    assert art.status == "ok", art.error
+    assert any(
+        "WARNING: the speed plan's counting failed" in m and f"{failing_round} round" in m for m in said
+    )
+    assert any("all-int8 this time" in f for f in art.provenance["findings"]), art.provenance
+    assert art.provenance["tools"]["edgekit-ncnn-speed-plan"] == "failed"
+    int8 = json.loads(art.main_file.with_suffix(".io.json").read_text())["int8"]
+    fields = int8["layer_fields"]
+    rows = [dict(zip(fields, row)) if isinstance(row, list) else row for row in int8["layers"]]
+    assert len(quantized) > 1 and sorted(r["name"] for r in rows if r["int8"]) == sorted(
+        quantized
+    )  # all-int8
+    assert "speed_plan" not in int8
+
+
 def test_a_convert_that_made_the_cache_folder_holds_it_against_a_prune(home: Path) -> None:
     """`rm -rf cache; edgekit convert tiny.yaml &` then `edgekit cache prune --all` as soon as the prepared ONNX
     appeared: prune removed it (exit 0) and the convert failed blaming the model. The command's lock was only taken

@@ -251,12 +251,32 @@ def plan_and_build(
         return None, report, not_counted_because() or SWITCHED_OFF
     say(
         f"speed plan: counting the {len(report.quantized)} quantized layers in int8 and in float on "
-        f"{' and '.join(DEVICES)} ({guest_runs()} guest runs, {guests_at_once()} at a time)"
+        f"{' and '.join(DEVICES)} ({guest_runs()} guest runs, {guests_at_once()} at a time; then "
+        f"{len(DEVICES)} more for the artifact it plans and {len(DEVICES)} for a strict plan, where needed)"
     )
-    try:
+    plan: SpeedPlan | None = None
+    try:  # every counting round in this one place: a conversion never fails for want of a count
         plan = measure(src_param, param, report.quantized, float_options, say)
-    except EmulatorError as exc:  # a conversion never fails for want of a count
+        report = _later_rounds(plan, build, param, report, say)
+    except EmulatorError as exc:  # a guest timing out in any round: the all-int8 artifact, said not counted
+        if plan is not None:  # a later round may have written another artifact over it
+            report = build([])
         return None, report, f"{COUNT_FAILED} ({exc.message})"
+    kept = {
+        "planned": f"{len(plan.float_layers)} of {len(plan.layers)} layers float",
+        "all-int8": "every layer int8 (the plan counted no fewer instructions)",
+        "strict": "int8 only where it wins on every core",
+        "fp32": "no layer int8: the fp32 model, its files and options",
+    }[plan.kept]
+    say(f"speed plan: kept {kept}")
+    return plan, report, ""
+
+
+def _later_rounds(
+    plan: SpeedPlan, build: Callable[[list[str]], Any], param: Path, report: Any, say: Callable[[str], None]
+) -> Any:
+    """After the first round (measure): count the planned artifact, then the strict plan where a core is slower
+    than fp32, and settle what is kept. Returns the report of the artifact written last."""
     if plan.float_layers:
         say(
             f"speed plan: {len(plan.float_layers)} layers count fewer instructions in float; counting that artifact"
@@ -277,14 +297,7 @@ def plan_and_build(
         report = _no_core_slower(plan, build, param, report)
     if not report.quantized:
         report = _all_float(plan, build, report)
-    kept = {
-        "planned": f"{len(plan.float_layers)} of {len(plan.layers)} layers float",
-        "all-int8": "every layer int8 (the plan counted no fewer instructions)",
-        "strict": "int8 only where it wins on every core",
-        "fp32": "no layer int8: the fp32 model, its files and options",
-    }[plan.kept]
-    say(f"speed plan: kept {kept}")
-    return plan, report, ""
+    return report
 
 
 def _keep_all_int8(plan: SpeedPlan) -> None:
