@@ -182,3 +182,36 @@ def test_an_fp32_entry_gone_between_lookup_and_copy_runs_pnnx(
     (int8,) = convert_recipe(recipe, [INT8])
     assert int8.status == "ok", int8.error
     assert [fp16 for _, fp16 in pnnx_runs] == [False]
+
+
+def test_the_speed_plan_switch_keys_ncnn_int8_only(
+    tmp_path: Path, pnnx_runs: list[tuple[Path, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ncnn format's key held `edgekit-ncnn-speed-plan: counted | off`, though only ncnn-int8 runs the plan:
+    `EDGEKIT_NCNN_SPEED_PLAN=0 edgekit convert -f ncnn-fp32` then the same without it ran pnnx again ("1
+    converted, 0 from the cache"), beside the first entry, which ncnn-int8's fp32 lookup then missed. Now the
+    second run is a cache hit; ncnn-int8's key alone changes with the switch."""
+    from edgekit.convert.ncnn import plan
+    from edgekit.errors import EmulatorError
+
+    recipe = tiny_recipe(tmp_path)
+    monkeypatch.setattr(plan, "enabled", lambda: False)  # EDGEKIT_NCNN_SPEED_PLAN=0 (or no cores found)
+    off = {a.format: a for a in convert_recipe(recipe, [FP32, Format.NCNN_FP16, INT8])}
+    assert off[INT8].provenance["tools"]["edgekit-ncnn-speed-plan"] == "off"  # its key's tools, said
+    assert "edgekit-ncnn-speed-plan" not in off[FP32].provenance["tools"]
+    int8_off = off.pop(INT8).key
+    monkeypatch.setattr(plan, "enabled", lambda: True)  # counted
+    on = {a.format: a for a in convert_recipe(recipe, [FP32, Format.NCNN_FP16])}
+    assert all(not a.cached for a in off.values()) and all(a.cached for a in on.values()), on
+    assert {f: a.key for f, a in on.items()} == {f: a.key for f, a in off.items()}
+    assert len(pnnx_runs) == 2, pnnx_runs  # fp32 and fp16, once each
+
+    def measure(*_a: object, **_k: object) -> None:  # the counting is not under test: it fails, all-int8
+        raise EmulatorError("qemu guest timed out (simulated)")
+
+    monkeypatch.setattr(plan, "measure", measure)
+    said: list[str] = []
+    int8 = convert_recipe(recipe, [INT8], progress=said.append)[0]
+    assert int8.status == "ok" and len(pnnx_runs) == 2, (int8.error, pnnx_runs)  # ncnn-fp32's files, no pnnx
+    assert int8.key != int8_off and not int8.cached  # not the plan-off entry (keyed "failed" here)
+    assert any("fp32 model from the cached ncnn-fp32 artifact" in m for m in said), said

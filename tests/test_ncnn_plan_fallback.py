@@ -103,6 +103,7 @@ def test_an_all_int8_artifact_slower_on_a_core_gives_way_to_the_fp32_model(
 def test_an_artifact_planned_by_the_earlier_rules_is_converted_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache key said 'counted' for both rules: a cached weighted plan slower on the A72 was still served."""
     from edgekit.convert.ncnn.converter import NcnnConverter
+    from edgekit.formats import Format
 
     monkeypatch.setattr(ncnn_plan, "enabled", lambda: True)
-    assert NcnnConverter.tool_versions()["edgekit-ncnn-speed-plan"] == "counted, rules 2"
+    assert NcnnConverter.format_tools(Format.NCNN_INT8)["edgekit-ncnn-speed-plan"] == "counted, rules 2"

@@ -71,6 +71,12 @@ class Converter(abc.ABC):
         """Versions that go into the cache key: `dist_versions()` and any version of edgekit's own procedure."""
 
     @classmethod
+    def format_tools(cls, fmt: Format) -> dict[str, str]:
+        """The versions that key one format's artifacts: `tool_versions()`, and what only that format's
+        conversion depends on (a converter whose formats differ so overrides it)."""
+        return cls.tool_versions()
+
+    @classmethod
     def dist_versions(cls) -> dict[str, str]:
         """The version of each of `dists` ("absent" when it is not installed)."""
         return {d: dist_version(d) for d in cls.dists}

@@ -3,7 +3,7 @@
 An artifact's key is the sha256 of: the ONNX model's bytes (its sha256), the format, the settings that change
 that format's files (input name/shape/layout; for INT8 the calibration data's digest and the int8 options, the
 calibration method and int8.io only for the formats that read them; whatever the converter adds in `settings()`),
-and the converter's tool versions.
+and the converter's tool versions for that format (`format_tools`).
 Each key is a folder cache_dir()/KEY/ holding the artifact's files and artifact.json (how it was made: time,
 peak memory, tool run). Fidelity results are cached beside it as fidelity-DIGEST.json, DIGEST covering the
 evaluation data and labels, the fidelity procedure, the recipe's `outputs:` and the versions of the host runtimes
@@ -67,7 +67,7 @@ def artifact_key(
             "shape": list(recipe.input.shape),
             "layout": recipe.input.layout.value,
         },
-        "tools": {**converter.tool_versions(), **(tools or {})},
+        "tools": {**converter.format_tools(fmt), **(tools or {})},
         "converter": converter.settings(recipe, fmt),
     }
     if fmt.precision is Precision.INT8:

@@ -272,9 +272,11 @@ def _convert_group(
             layout = getattr(conv, "layouts", {}).get(f)  # a TFLite file's (edgekit.convert.tflite_layout)
             extra = {"layout": layout} if layout else {}
             key, changed = keys[f], getattr(conv, "key_tools", {}).get(f)
+            own = conv_cls.format_tools(f)  # the versions its key holds (ncnn-int8's: the speed plan's too)
             if changed:
                 key = rekey(f, changed)
-                extra["tools"] = {**tools, **changed}
+            if changed or own != tools:
+                extra["tools"] = {**own, **(changed or {})}
             made = with_calibration({**prov, "findings": found, **extra}, f, calibrated)
             out[f] = cache.store(key, f, files[f], elapsed, mem, made)
         shutil.rmtree(work, ignore_errors=True)

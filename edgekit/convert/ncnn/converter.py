@@ -37,18 +37,26 @@ class NcnnConverter(Converter):
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        from edgekit.convert.ncnn import plan as ncnn_plan
         from edgekit.convert.ncnn.int8 import QUANTIZER_VERSION
 
         return {
             **cls.dist_versions(),
             "edgekit-ncnn-int8": QUANTIZER_VERSION,
             "edgekit-ncnn-io": str(IO_VERSION),
-            # an int8 artifact planned on the emulated cores differs from one that was not
-            "edgekit-ncnn-speed-plan": f"counted, rules {ncnn_plan.PLAN_RULES}"
-            if ncnn_plan.enabled()
-            else "off",
         }
+
+    @classmethod
+    def format_tools(cls, fmt: Format) -> dict[str, str]:
+        """ncnn-int8's key also says whether the speed plan is counted: an int8 artifact planned on the emulated
+        cores differs from one that was not. Only its key: ncnn-fp32 and fp16 never run the plan, and keyed on it
+        they converted again when EDGEKIT_NCNN_SPEED_PLAN (or finding the cores) changed, beside their own entry,
+        which ncnn-int8's fp32 lookup (_cached_fp32) then missed."""
+        if fmt is not Format.NCNN_INT8:
+            return cls.tool_versions()
+        from edgekit.convert.ncnn import plan as ncnn_plan
+
+        counted = f"counted, rules {ncnn_plan.PLAN_RULES}" if ncnn_plan.enabled() else "off"
+        return {**cls.tool_versions(), "edgekit-ncnn-speed-plan": counted}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
