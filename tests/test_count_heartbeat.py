@@ -86,12 +86,14 @@ def test_ncnn_profile_on_an_emulated_core_says_it_is_still_counting(tmp_path: Pa
 def test_a_guest_counting_several_models_says_which_one_it_is_at(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One guest counts a small model then two at 4x the pixels and three windows each: the lines say model i
-    of 3, i never going back, and past the first while the big ones run."""
-    monkeypatch.setenv("EDGEKIT_HEARTBEAT_S", "1")
+    """One guest counts a small model then two at 16x the pixels and three windows each: the lines say model i
+    of 3, i never going back, and past the first while the big ones run. A beat every 0.2 s and big models of
+    ~0.8 s each here: at 4x the pixels and a beat a second, a faster CI machine counted both big ones between
+    two beats (1.4 s of guest start-up is model 1's)."""
+    monkeypatch.setenv("EDGEKIT_HEARTBEAT_S", "0.2")
     param = write_convs(tmp_path)
     jobs = [CountJob(param, threads=1, repeat=1)] + [
-        CountJob(param, threads=1, repeat=3, input_shape=[1, 3, 128, 128]) for _ in range(2)
+        CountJob(param, threads=1, repeat=3, input_shape=[1, 3, 256, 256]) for _ in range(2)
     ]
     said: list[str] = []
     with heartbeat(said.append, "three models"):
