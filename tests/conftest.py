@@ -46,6 +46,7 @@ HOST_ONLY = frozenset(
         "test_agent_integer_outputs.py",
         "test_agent_layer_noise.py",
         "test_analyze_fix_candidates.py",
+        "test_analyze_fix_plan.py",
         "test_analyze_readable.py",
         "test_analyze_two_outputs.py",
         "test_analyze_xnnpack.py",

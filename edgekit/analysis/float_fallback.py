@@ -77,6 +77,8 @@ class FixResult:
     # the evaluation inputs the layers were ranked on (the analysis's first --samples): the gate is judged on all
     # of them, these among them, so the float set was chosen and judged on the same data
     ranked_on: int = 0
+    # ncnn-int8: the plain artifact's speed-plan float layers, held in every candidate (not counted again)
+    held_plan: list[str] | None = None
 
     @property
     def host_unreliable(self) -> bool:
@@ -209,7 +211,8 @@ def fix(
     sets = [
         list(t) for t in dict.fromkeys(tuple(s) for s in sets)
     ]  # the tail can swallow a worst layer: once
-    build = _builder(fmt, recipe, onnx.path, out_dir, sets, say)
+    held = _held_plan(fmt, int8_art)
+    build = _builder(fmt, recipe, onnx.path, out_dir, sets, say, held)
     tail_names: set[str] = set()
     for i, float_layers in enumerate(sets):
         say(f"fix: keeping in float: {labels_of[tuple(float_layers)]}")
@@ -224,9 +227,22 @@ def fix(
         steps[-1].recipe_names = [n for n in names if n not in tail_names] if tail else names
         if steps[-1].passed:
             break
-    return _timed(
-        FixResult(fmt.value, fp32, steps, str(out_dir), weighted, ranked_on=analysis.samples), runs, say
-    )
+    result = FixResult(fmt.value, fp32, steps, str(out_dir), weighted, ranked_on=analysis.samples)
+    result.held_plan = held
+    return _timed(result, runs, say)
+
+
+def _held_plan(fmt: Format, int8_art: Artifact) -> list[str] | None:
+    """ncnn-int8: the layers the plain artifact's speed plan keeps float ([] when it has no plan), held in every
+    candidate instead of counting a plan for each (5 to 9 guest runs each: minutes a candidate on yolov5-lite);
+    None for the other formats."""
+    if fmt is not Format.NCNN_INT8:
+        return None
+    from edgekit.convert.ncnn.runtime import NcnnIO, io_path_for
+
+    param = next(f for f in int8_art.files if f.suffix == ".param")
+    speed_plan = (NcnnIO.read(io_path_for(param)).int8 or {}).get("speed_plan") or {}
+    return [str(name) for name in speed_plan.get("float_layers", [])]
 
 
 def _timed(result: FixResult, runs: list[Callable[[], None] | None], say: Progress) -> FixResult:
@@ -275,7 +291,13 @@ def output_tail(fmt: Format, art: Artifact) -> list[str]:
 
 
 def _builder(
-    fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: list[list[str]], say: Progress
+    fmt: Format,
+    recipe: Recipe,
+    onnx_path: Path,
+    out_dir: Path,
+    sets: list[list[str]],
+    say: Progress,
+    held_plan: list[str] | None = None,
 ) -> Any:
     """A function float_layers -> (Artifact, the names a recipe gives to build it) for this runtime."""
     if fmt.runtime is Runtime.NCNN:
@@ -294,6 +316,7 @@ def _builder(
                 calibration=calib,
                 recipe=recipe,
                 float_layers=frozenset(float_layers),
+                held_plan=held_plan or [],
             )
             return _artifact(fmt, files), list(float_layers)
 

@@ -209,6 +209,18 @@ def fix_summary(
             "check it on other samples (convert with another evaluation.data) before relying on it",
             highlight=False,
         )
+    if outcome.held_plan is not None:
+        held = outcome.held_plan
+        kept = (
+            f"each holds the {len(held)} layer(s) the plain artifact's plan keeps float ({plain(', '.join(held))})"
+            if held
+            else "the plain artifact's plan keeps every layer int8 (or was not counted), and so do they"
+        )
+        console.print(
+            f"speed plan: not counted for each candidate; {kept}. `edgekit convert` counts it for the float set "
+            "the recipe names, and may keep other layers float: its size and speed can differ from this one's",
+            highlight=False,
+        )
     weighted = set(outcome.weighted)
     if (weighted and weighted <= set(chosen.float_layers)) or (
         quantized and not weighted and len(set(chosen.float_layers)) >= quantized

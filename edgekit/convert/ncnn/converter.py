@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +116,14 @@ def convert_model(
     progress: Callable[[str], None] | None = None,
     on_plan_failure: Callable[[str], None] | None = None,
     on_plan_not_counted: Callable[[str], None] | None = None,
+    held_plan: Sequence[str] | None = None,
 ) -> list[Path]:
     """Convert one ONNX/TorchScript file to `fmt` in out_dir: [model.param, model.bin, model.io.json].
 
     `float_layers` names ncnn layers the int8 quantizer must leave in float (edgekit analyze --fix);
     `on_plan_failure` hears why the int8 speed plan could not be counted (the artifact is then all-int8),
-    `on_plan_not_counted` why it was not tried (the emulated cores not found; not when switched off)."""
+    `on_plan_not_counted` why it was not tried (the emulated cores not found; not when switched off);
+    `held_plan` (analyze --fix): no plan counted, these layers (the plain artifact's plan) stay float too."""
     if fmt.runtime.value != "ncnn":
         raise ConversionError(f"the ncnn converter cannot produce {fmt.value}")
     if not input_shape or input_shape[0] != 1:
@@ -160,6 +162,7 @@ def convert_model(
             progress,
             on_plan_failure,
             on_plan_not_counted,
+            held_plan=held_plan,
         )
     io.write(io_path_for(param))
     check_outputs(param, bin_path, io)

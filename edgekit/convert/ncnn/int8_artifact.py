@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,13 @@ def quantize_artifact(
     progress: Callable[[str], None] | None = None,
     on_plan_failure: Callable[[str], None] | None = None,
     on_plan_not_counted: Callable[[str], None] | None = None,
+    held_plan: Sequence[str] | None = None,
 ) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
-    layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
+    layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar.
+
+    `held_plan`: no plan counted; these layers (another artifact's plan, `analyze --fix`'s plain INT8 one) stay
+    float beside `float_layers`, and the sidecar says the plan was held, not counted for this float set."""
     from edgekit.convert.ncnn import plan as ncnn_plan
     from edgekit.convert.ncnn.int8 import Int8Report, quantize_ncnn
 
@@ -77,9 +81,12 @@ def quantize_artifact(
 
         float_options = {**INT8_OPTIONS, "use_int8_inference": False}  # a float layer in the int8 artifact
         try:
-            plan, report, why_none = ncnn_plan.plan_and_build(
-                build, src_param, param, float_options, progress
-            )
+            if held_plan is not None:  # 5 to 9 guest runs saved per candidate of `analyze --fix`
+                plan, report, why_none = None, build(list(held_plan)), ncnn_plan.HELD
+            else:
+                plan, report, why_none = ncnn_plan.plan_and_build(
+                    build, src_param, param, float_options, progress
+                )
         except RecipeError as exc:  # `ncnn_float_layers: [nosuch]`: the recipe's mistake, said at the recipe
             if recipe is not None:  # (it named the scratch copy of the model, removed before anyone reads it)
                 exc.where = str(recipe.path)
@@ -89,9 +96,9 @@ def quantize_artifact(
             shutil.copyfile(src_bin, bin_path)
     if plan is None and why_none.startswith(ncnn_plan.COUNT_FAILED) and on_plan_failure is not None:
         on_plan_failure(why_none)
-    elif plan is None and why_none != ncnn_plan.SWITCHED_OFF and on_plan_not_counted is not None:
+    elif plan is None and why_none not in (ncnn_plan.SWITCHED_OFF, ncnn_plan.HELD) and on_plan_not_counted:
         on_plan_not_counted(why_none)
-    return _described(io, report, plan, why_none, recipe, float_layers)
+    return _described(io, report, plan, why_none, recipe, float_layers, held_plan)
 
 
 @contextlib.contextmanager
@@ -115,18 +122,29 @@ def _described(
     why_none: str,
     recipe: Recipe | None,
     float_layers: frozenset[str] | set[str],
+    held_plan: Sequence[str] | None = None,
 ) -> NcnnIO:
     """The sidecar of the kept artifact: its layers (each float layer with its reason), the plan, the options
     it runs with and the notes a user reads."""
     reasons = {c.name: c.reason for c in (plan.layers if plan else []) if not c.int8}
+    held = set(held_plan or ())
     for row in report.layers:
         if row.name in reasons and not row.int8 and row.name not in float_layers:
             row.reason = f"int8 kernel counts more instructions ({reasons[row.name]})"
+        elif row.name in held and not row.int8 and row.name not in float_layers:
+            row.reason = "int8 kernel counts more instructions (held from another artifact's speed plan)"
     io.int8 = report.to_dict()
     io.notes.extend(report.notes())
     if plan is not None:
         io.int8["speed_plan"] = plan.to_dict()
         io.notes.extend(plan.notes())
+    elif held_plan is not None:
+        io.int8["speed_plan_held"] = sorted(held)
+        io.notes.append(
+            f"speed plan not counted for this float set: the {len(held)} layers another artifact's plan keeps "
+            "float are held (`edgekit analyze --fix` builds its candidates so); `edgekit convert` counts the "
+            "plan for the float set a recipe names"
+        )
     else:
         io.notes.append(f"no speed plan: {why_none}; every quantizable layer is int8")
     if plan is not None and not report.quantized:  # int8 lost on every layer (a tiny model): say it plainly

@@ -54,6 +54,7 @@ COUNT_FAILED = "counting failed"  # how plan_and_build's reason begins when the 
 # (2: the fp32 model, not the weighted plan, when that and the strict plan both leave a core slower than fp32)
 PLAN_RULES = "2"
 SWITCHED_OFF = f"{ENV_SWITCH}=0"  # its reason when the user (or the test suite) turned counting off
+HELD = "held from another artifact's plan"  # its reason when a caller gave the float layers (analyze --fix)
 
 
 @dataclass
