@@ -103,6 +103,24 @@ def test_a_loss_in_xnnpacks_int8_kernels_is_said_and_fix_refuses(
     with pytest.raises(AnalysisError, match="--fix cannot help") as err:
         fix(recipe, Format.TFLITE_INT8, result)
     assert err.value.exit_code == 1 and not (tmp_path / "runs").exists()
+    # the CLI: the analysis was done, so `--json` holds it and why --fix refused (it wrote nothing: the refusal
+    # raised before the JSON); the conversions come from the cache the call above filled
+    import json
+    import os
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "analyze", str(path), "--format", "tflite-int8", "--fix"]
+        + ["--samples", "8", "--json", str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+    )
+    assert out.returncode == 1 and "--fix cannot help" in out.stderr, out.stdout + out.stderr
+    record = json.loads((tmp_path / "a.json").read_text())
+    assert record["analysis"]["kernel_loss"]["op_type"] == "QUANTIZE", record["analysis"]["kernel_loss"]
+    assert "--fix cannot help" in record["fix"]["error"] and record["fix"]["hint"], record["fix"]
 
 
 def test_kernel_loss_is_none_when_xnnpack_agrees_with_the_builtin_kernels() -> None:

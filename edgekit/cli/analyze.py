@@ -22,7 +22,7 @@ from rich.table import Table
 
 from edgekit.cli.analyze_fix import fix_summary, fix_table, gate_limits
 from edgekit.cli.outputs import check_output_file
-from edgekit.errors import UsageError
+from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
 from edgekit.report.figures import agreement, same_precision, task_metric
@@ -113,7 +113,13 @@ def analyze_cmd(
         if fix:
             from edgekit.analysis.float_fallback import fix as run_fix
 
-            outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
+            try:
+                outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
+            except EdgekitError as exc:  # the analysis is done: its JSON is written, with why --fix refused
+                if json_path:
+                    record["fix"] = {"error": exc.message, "where": exc.where, "hint": exc.hint}
+                    _write_json(json_path, record)
+                raise
             console.print(fix_table(outcome))
             from edgekit.convert.calibration import random_calibration_warning
 
@@ -127,10 +133,14 @@ def analyze_cmd(
             )
             record["fix"] = outcome.to_dict()
     if json_path:
-        # NaN (a refused candidate's latency) is no JSON: null
-        write_atomic(json_path, json.dumps(_finite(record), indent=1, default=str, allow_nan=False) + "\n")
+        _write_json(json_path, record)
     if failed:
         raise typer.Exit(1)
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    """NaN (a refused candidate's latency) is no JSON: null."""
+    write_atomic(path, json.dumps(_finite(record), indent=1, default=str, allow_nan=False) + "\n")
 
 
 def _finite(value: Any) -> Any:
