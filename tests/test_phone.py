@@ -183,6 +183,8 @@ def test_the_model_is_named_from_parts_only_where_arms_table_knows_them(
     )
     named = _cpuinfo(monkeypatch, "model name\t: Kryo 485\n" + kryo)
     assert named["cpu_model"] == "Kryo 485", named
+    # nothing else names it: as `targets check` says it (the agent said '0x805 + 0x804'; one rule: cpu_name)
+    assert _cpuinfo(monkeypatch, kryo)["cpu_model"] == "ARM part 0x805 + ARM part 0x804"
     assert named["cpu_parts"] == {str(i): "0x805" if i < 4 else "0x804" for i in range(8)}, named
     phone = "".join(f"processor\t: {i}\nCPU part\t: {'0xd05' if i < 4 else '0xd0b'}\n\n" for i in range(8))
     assert _cpuinfo(monkeypatch, phone)["cpu_model"] == "Cortex-A55 + Cortex-A76"

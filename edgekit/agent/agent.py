@@ -169,11 +169,25 @@ def _read(path: str) -> Optional[str]:
 
 def _cpuinfo(used: Optional[list[int]] = None) -> dict[str, Any]:
     """The CPU from /proc/cpuinfo: each core's ARM part (cpu_parts, {"0": "0xd05", ...}: a big.LITTLE phone's cpu0
-    is often a little core), and the model named from the cores `used` (the affinity mask), else every core's.
-    An older kernel lists every `processor : N` line, then one shared block with one `CPU part`: that part is
-    every cpu's. The model is named from the parts only where ARM's table knows each of them (a Kryo's 0x805 is
-    no name), else from the `model name` or `Processor` line."""
-    text = _read("/proc/cpuinfo") or ""
+    is often a little core), and the model named from the cores `used` (the affinity mask), else every core's
+    (cpu_name)."""
+    fields, parts = cpu_fields(_read("/proc/cpuinfo") or "")
+    mine = [parts[str(c)] for c in used or [] if str(c) in parts] or list(parts.values())
+    mine = list(dict.fromkeys(mine))  # each part once, in cpu order
+    part = mine[0] if len(mine) == 1 else fields.get("CPU part")
+    features = (fields.get("Features") or fields.get("flags") or "").split()
+    return {
+        "cpu_model": cpu_name(fields, parts, used),
+        "cpu_part": part,
+        "cpu_parts": parts,
+        "cpu_features": features,
+    }
+
+
+def cpu_fields(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """/proc/cpuinfo's text as (each key's first value, each cpu's `CPU part` lowercased). An older kernel lists
+    every `processor : N` line, then one shared block with one `CPU part`: that part is every cpu's. Stdlib only:
+    `targets check`'s probe runs this source too (edgekit.emu.device_info)."""
     fields: dict[str, str] = {}
     parts: dict[str, str] = {}
     cpus: list[str] = []
@@ -191,18 +205,29 @@ def _cpuinfo(used: Optional[list[int]] = None) -> dict[str, Any]:
             said.append(value.lower())
             if cpu is not None:
                 parts[cpu] = value.lower()
-        if key not in fields:
+        if key and value and key not in fields:
             fields[key] = value
     if len(said) == 1 and cpus:  # one shared block (older kernels): its part is every cpu's
         parts = dict.fromkeys(cpus, said[0])
+    return fields, parts
+
+
+def cpu_name(
+    fields: dict[str, str], parts: dict[str, str], used: Optional[list[int]] = None
+) -> Optional[str]:
+    """The cores `used` (else every core), each part once in cpu order: named from ARM's table where it knows each
+    of them ('Cortex-A55 + Cortex-A76'); else the `model name` or `Processor` line (a Kryo's 0x805 is no Cortex);
+    else 'ARM part 0x805 + ...'. The agent's facts and `targets check` name a CPU by this one rule."""
     mine = [parts[str(c)] for c in used or [] if str(c) in parts] or list(parts.values())
-    mine = list(dict.fromkeys(mine))  # each part once, in cpu order
-    part = mine[0] if len(mine) == 1 else fields.get("CPU part")
-    known = bool(mine) and all(p in ARM_PARTS for p in mine)
-    model = " + ".join(ARM_PARTS[p] for p in mine) if known else None
-    model = model or fields.get("model name") or fields.get("Processor") or " + ".join(mine) or part
-    features = (fields.get("Features") or fields.get("flags") or "").split()
-    return {"cpu_model": model, "cpu_part": part, "cpu_parts": parts, "cpu_features": features}
+    if not mine and fields.get("CPU part"):
+        mine = [fields["CPU part"].lower()]
+    mine = list(dict.fromkeys(mine))
+    if mine and all(p in ARM_PARTS for p in mine):
+        return " + ".join(ARM_PARTS[p] for p in mine)
+    named = fields.get("model name") or fields.get("Processor")
+    if named:
+        return named
+    return " + ".join(ARM_PARTS.get(p, "ARM part " + p) for p in mine) or None
 
 
 def _emulated() -> bool:

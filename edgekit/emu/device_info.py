@@ -6,6 +6,7 @@ provision.py). A python that does not run, or hangs, is named by its field.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from edgekit.agent.agent import ARM_PARTS
+from edgekit.agent.agent import cpu_fields, cpu_name
 from edgekit.emu.device import emulated_key_errors, ensure_device
 from edgekit.emu.wheels import WheelPlatform
 from edgekit.errors import RemoteTimeout, TargetError
@@ -25,11 +26,11 @@ from edgekit.transport import Transport, open_transport
 
 Log = Callable[[str], None]
 
-CPU_PARTS = ARM_PARTS  # the agent's table (ARM's MIDR part numbers): one copy
-
 # Runs on the device with the device's python (stdlib only, nothing imported that is slow under qemu).
-PROBE = r"""
+PROBE = r"""from __future__ import annotations
 import json, os, platform, sys
+from typing import Optional
+__CPU_FIELDS__
 def meta(name):
     try:
         from importlib import metadata
@@ -41,25 +42,13 @@ info = {"machine": platform.machine(), "python": platform.python_version(), "lib
         "system": platform.system(), "android": "ANDROID_ROOT" in os.environ,
         "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX"),
         "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix)}
-cpu, parts, n, cpus, said = {}, {}, None, [], []
 try:
-    for line in open("/proc/cpuinfo"):
-        k, _, v = line.partition(":")
-        k, v = k.strip(), v.strip()
-        if k == "processor" and v.isdigit():
-            n = v
-            cpus.append(v)
-        elif k == "CPU part":
-            said.append(v.lower())
-            if n is not None:
-                parts[n] = v.lower()
-        if k and v and k not in cpu:
-            cpu[k] = v
+    cpu, parts = cpu_fields(open("/proc/cpuinfo").read())
 except OSError:
-    pass
-if len(said) == 1 and cpus:
-    parts = {c: said[0] for c in cpus}
-info["cpu"] = {k: cpu.get(k) for k in ("model name", "CPU part", "Features", "flags", "Model", "Hardware")}
+    cpu, parts = {}, {}
+info["cpu"] = {
+    k: cpu.get(k) for k in ("model name", "Processor", "CPU part", "Features", "flags", "Model", "Hardware")
+}
 info["cpu_parts"] = parts
 mem = {}
 try:
@@ -76,8 +65,9 @@ info["pip"] = meta("pip")
 print("EDGEKIT_PROBE " + json.dumps(info))
 """
 
-# module -> the distributions that may provide it, from the runtime registry
+# module -> the distributions that may provide it, from the runtime registry; /proc/cpuinfo read as the agent does
 PROBE = PROBE.replace("__DISTS__", json.dumps({p.module: list(p.version_dists) for p in device_packages()}))
+PROBE = PROBE.replace("__CPU_FIELDS__", inspect.getsource(cpu_fields))
 
 PROBE_S = 120.0  # the probe imports every runtime: seconds under qemu, on a busy machine more
 
@@ -96,14 +86,8 @@ class DeviceInfo:
     def cpu_model(self) -> str:
         """The device's cores: each part once ("Cortex-A55 + Cortex-A76" on big.LITTLE) where ARM's table knows
         each of them (a Kryo's 0x805 is no name: its model name line then), else the model name."""
-        parts = list(dict.fromkeys((self.raw.get("cpu_parts") or {}).values()))
-        if len(parts) > 1 and all(p in CPU_PARTS for p in parts):
-            return " + ".join(CPU_PARTS[p] for p in parts)
-        cpu = self.raw.get("cpu", {})
-        if len(parts) > 1 and not cpu.get("model name"):
-            return " + ".join(CPU_PARTS.get(p, f"ARM part {p}") for p in parts)
-        part = (cpu.get("CPU part") or "").lower()
-        return CPU_PARTS.get(part, cpu.get("model name") or (f"ARM part {part}" if part else "unknown"))
+        fields = {k: v for k, v in (self.raw.get("cpu") or {}).items() if isinstance(v, str)}
+        return cpu_name(fields, self.raw.get("cpu_parts") or {}) or "unknown"
 
     @property
     def features(self) -> str:
