@@ -252,9 +252,12 @@ def _target_flags(
     ] = {}  # one flag per distinct failure, not per thread count
     unseen: set[tuple[str, int]] = set()  # failed keys no earlier run measured: failures, not regressions
     for m in _measurements(target_run):
-        if m.status != "ok":
-            if target_run.interrupted and stopped(m):
-                continue
+        if m.status == "ok":
+            made = _judge_measurement(
+                latest, target_run, m, earlier, settings, tally, older, unreliable=reason
+            )
+            flags += [made] if made is not None else []
+        elif not (target_run.interrupted and stopped(m)):
             past = [
                 pm
                 for t in trusted
@@ -265,51 +268,6 @@ def _target_flags(
                 failures.setdefault((m.artifact, m.error or "failed"), []).append(m)
                 if not past:
                     unseen.add((m.artifact, m.threads))
-            continue
-        if reason and not on_counts(m, target_run.emulated):  # an emulated host's heat moves no count
-            tally.unreliable += 1
-            continue
-        series = key_series(earlier, target, m, target_run.emulated, settings)
-        walk = walk_key(series, target_run.emulated, settings)
-        if m.timed_while_busy and not on_counts(m, target_run.emulated):  # counts are exact whatever the load
-            flags.append(busy_flag(recipe, latest.id, target_run, m, walk, settings))
-            tally.unreliable += 1
-            continue
-        entry = Entry(latest, target, m, fingerprint(latest, target_run, m))
-        verdict = judge_key(entry, walk, target_run.emulated, settings)
-        tally.judged += not isinstance(verdict, TooFewRuns)
-        if isinstance(verdict, TooFewRuns):
-            tally.unjudged.append(
-                Unjudged(
-                    target,
-                    m.artifact,
-                    m.threads,
-                    verdict.earlier,
-                    verdict.needed or settings.min_runs,
-                    walk.restarted,
-                    verdict.what,
-                    _machine(target_run),
-                )
-            )
-        elif verdict is None and older and not accepted(latest, target, m):
-            aged = _aged_out(entry, series, older, target_run, settings)
-            if aged:
-                tally.aged_out.append(aged)
-        elif verdict is not None and not accepted(latest, target, m):  # accepted: the new level
-            made = _speed_flag(
-                recipe,
-                latest.id,
-                target_run,
-                m,
-                verdict,
-                walk,
-                settings.min_change,
-                lost_speedup(entry, walk, target_run.emulated, settings),
-            )
-            base = walk.baseline(settings)  # walk_key's own test of a change that restarts the baseline
-            if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
-                made = replace(made, explained=True)
-            flags.append(made)
     for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
         counts = sorted({fm.threads for fm in failed})
         at = " and ".join(map(str, counts)) + (" thread" if counts == [1] else " threads")
@@ -317,6 +275,70 @@ def _target_flags(
         one = flag(FlagKind.FAILED, f"{artifact} on {target} failed at {at}: {error}", failed[0], first)
         flags.append(one if len(counts) == 1 else replace(one, threads=None))
     return flags
+
+
+def _judge_measurement(
+    latest: StoredRun,
+    target_run: TargetRun,
+    m: Measurement,
+    earlier: list[StoredRun],
+    settings: Settings,
+    tally: Judgement,
+    older: list[StoredRun] | None,
+    *,
+    unreliable: str | None,
+) -> Flag | None:
+    """One measured key against its series (baseline.py): its speed or count flag, or None; `tally` counts it as
+    judged, unjudged (too few runs), unreliable (`unreliable`: why the target's timings are not trusted, or busy)
+    or aged out."""
+    recipe, target = latest.result.recipe, target_run.target
+    if unreliable and not on_counts(m, target_run.emulated):  # an emulated host's heat moves no count
+        tally.unreliable += 1
+        return None
+    series = key_series(earlier, target, m, target_run.emulated, settings)
+    walk = walk_key(series, target_run.emulated, settings)
+    if m.timed_while_busy and not on_counts(m, target_run.emulated):  # counts are exact whatever the load
+        tally.unreliable += 1
+        return busy_flag(recipe, latest.id, target_run, m, walk, settings)
+    entry = Entry(latest, target, m, fingerprint(latest, target_run, m))
+    verdict = judge_key(entry, walk, target_run.emulated, settings)
+    if isinstance(verdict, TooFewRuns):
+        needed = verdict.needed or settings.min_runs
+        tally.unjudged.append(
+            Unjudged(
+                target,
+                m.artifact,
+                m.threads,
+                verdict.earlier,
+                needed,
+                walk.restarted,
+                verdict.what,
+                _machine(target_run),
+            )
+        )
+        return None
+    tally.judged += 1
+    if accepted(latest, target, m):  # accepted: the new level
+        return None
+    if verdict is None:
+        aged = _aged_out(entry, series, older, target_run, settings) if older else None
+        if aged:
+            tally.aged_out.append(aged)
+        return None
+    made = _speed_flag(
+        recipe,
+        latest.id,
+        target_run,
+        m,
+        verdict,
+        walk,
+        settings.min_change,
+        lost_speedup(entry, walk, target_run.emulated, settings),
+    )
+    base = walk.baseline(settings)  # walk_key's own test of a change that restarts the baseline
+    if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
+        made = replace(made, explained=True)
+    return made
 
 
 def _place_lost_flags(target_run: TargetRun, flag: Callable[..., Flag], *, first_run: bool) -> list[Flag]:
