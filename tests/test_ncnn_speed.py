@@ -168,11 +168,13 @@ def counting_ready() -> None:
         pytest.fail("the counting plugin or an emulated core is not built: make setup builds them")
 
 
-# The shipped recipes the suite plans, one of each kind: the detector (depthwise and 1x1 convolutions, a float
-# output tail; `make demo`'s), a Keras-trained model (its ONNX comes through tf2onnx) and the smallest model. The
-# other two run the same plan code on a torch-exported classifier, as tiny does (mobilenetv2's takes 140 s of
-# counting, digits' 45 s); `make quantize` plans every recipe.
-SUITE_PLANS = ("yolov5-lite", "digits-keras", "tiny")
+# The shipped recipes the suite plans: a Keras-trained model (its ONNX comes through tf2onnx; the plan keeps 5 of
+# its 7 layers float: the digests and float leftovers of a planned artifact) and the smallest model (every layer
+# float: the fp32 model shipped). The others run the same plan code: the detector, yolov5-lite (82 layers, 72 s of
+# the suite's host worker), is bench/ncnn_speed_plan.py's, with these same checks, its constant MemoryData blobs
+# test_a_detectors_constant_blobs_are_no_float_leftovers' below; mobilenetv2 (140 s of counting) and digits (45 s)
+# are torch-exported classifiers as tiny is; `make quantize` plans every recipe.
+SUITE_PLANS = ("digits-keras", "tiny")
 
 
 def _shipped_int8_recipes() -> list[Path]:
@@ -187,6 +189,60 @@ def _shipped_int8_recipes() -> list[Path]:
 def test_the_suites_plans_are_shipped_int8_recipes() -> None:
     """A recipe renamed or no longer shipping ncnn-int8 would silently leave the plan untested on it."""
     assert sorted(p.stem for p in _shipped_int8_recipes()) == sorted(SUITE_PLANS)
+
+
+def test_a_detectors_constant_blobs_are_no_float_leftovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A detector's grid constants are ncnn MemoryData layers, which have no int8 form: yolov5-lite's finding said
+    32 float leftovers for the plan's 26 float layers. An all-int8 ncnn-int8 (the plan off) of a convolution plus
+    such a constant has no float leftover."""
+    import numpy as np
+    import onnx
+    import yaml
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    monkeypatch.setenv("EDGEKIT_NCNN_SPEED_PLAN", "0")  # all-int8: no layer kept float by the plan
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "b"),
+        numpy_helper.from_array(rng.normal(0, 1, (1, 8, 16, 16)).astype(np.float32), "grid"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Add", ["c", "grid"], ["boxes"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "det",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 8, 16, 16])],
+        inits,
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "det.onnx")
+    )
+    raw = {
+        "name": "det",
+        "task": "classify",
+        "model": {"kind": "onnx", "path": "det.onnx"},
+        "input": {"name": "input", "shape": [1, 3, 16, 16]},
+        "outputs": ["boxes"],
+        "formats": ["ncnn-int8"],
+        "calibration": {"data": {"kind": "random", "samples": 4, "seed": 0}},
+        "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 1}},
+    }
+    (tmp_path / "det.yaml").write_text(yaml.safe_dump(raw))
+    (int8,) = convert_recipe(load_recipe(tmp_path / "det.yaml"), [Format.NCNN_INT8])
+    assert int8.status == "ok", int8.error
+    assert "MemoryData" in int8.files[0].read_text()
+    findings = int8.provenance["findings"]
+    assert not [f for f in findings if f.startswith("float leftovers: ")], findings
 
 
 @pytest.mark.integration
