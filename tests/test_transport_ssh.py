@@ -247,6 +247,40 @@ def test_put_creates_parents_and_keeps_no_temp_files(pi4_transport, tmp_path, sc
 
 
 @pytest.mark.integration
+def test_put_many_uploads_in_two_round_trips_and_skips_what_the_device_holds(
+    pi4_transport, tmp_path, scratch_name
+) -> None:
+    """A deploy's push: every file up (parents made, no temp files left), checked and renamed in one script, the
+    ones already there skipped and touched; a parent that cannot be made is a WorkDirError before any upload."""
+    from edgekit.errors import WorkDirError
+    from edgekit.transport import ssh_files
+
+    files = [tmp_path / name for name in ("a.bin", "b.bin", "c.bin")]
+    for n, f in enumerate(files):
+        f.write_bytes(bytes([n]) * (1000 + n))
+    pairs = [(files[0], f"{scratch_name}/x/a.bin"), (files[1], f"{scratch_name}/y/b.bin")]
+    pi4_transport.put(files[2], f"{scratch_name}/x/c.bin")
+    pairs.append((files[2], f"{scratch_name}/x/c.bin"))
+    execs = []
+    real = ssh_files.exec_simple
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ssh_files, "exec_simple", lambda *a, **k: execs.append(a[1]) or real(*a, **k))
+        got = pi4_transport.put_many(pairs)
+    assert len(execs) == 2, execs
+    assert [(p.skipped, p.bytes_sent) for p in got] == [(False, 1000), (False, 1001), (True, 0)]
+    for (local, _remote), put in zip(pairs, got, strict=True):
+        assert pi4_transport.sha256(put.remote) == put.sha256 == ssh_files.sha256_file(local)
+    for folder in ("x", "y"):
+        listing = pi4_transport.run(["ls", "-A", f"{scratch_name}/{folder}"], timeout=30).stdout.split()
+        assert listing == (["a.bin", "c.bin"] if folder == "x" else ["b.bin"])
+    assert all(p.skipped for p in pi4_transport.put_many(pairs))  # the second push sends nothing
+    pi4_transport.put(files[0], f"{scratch_name}/file")
+    with pytest.raises(WorkDirError):
+        pi4_transport.put_many([(files[1], f"{scratch_name}/y/b2.bin"), (files[0], f"{scratch_name}/file/a")])
+    assert pi4_transport.run(["ls", "-A", f"{scratch_name}/y"], timeout=30).stdout.split() == ["b.bin"]
+
+
+@pytest.mark.integration
 def test_sha256_falls_back_to_the_device_python(pi4_transport, small_file, scratch_name) -> None:
     """A device without sha256sum (PATH emptied here) still gets its files verified, by its python."""
     put = pi4_transport.put(small_file, f"{scratch_name}/f.py")

@@ -110,6 +110,10 @@ class Transport(abc.ABC):
     def put(self, local: Path, remote: str) -> PutResult:
         """Upload atomically (temp name, sha256 verified on the device, rename); skip if already identical."""
 
+    def put_many(self, pairs: list[tuple[Path, str]]) -> list[PutResult]:
+        """put() of each (local, remote) pair, in order (a transport may batch the device's round trips)."""
+        return [self.put(local, remote) for local, remote in pairs]
+
     @abc.abstractmethod
     def get(self, remote: str, local: Path) -> Path:
         """Download one file."""

@@ -291,6 +291,9 @@ class SshTransport(Transport):
     def put(self, local: Path, remote: str) -> PutResult:
         return self._files.put(local, remote)
 
+    def put_many(self, pairs: list[tuple[Path, str]]) -> list[PutResult]:
+        return self._files.put_many(pairs)
+
     def get(self, remote: str, local: Path) -> Path:
         return self._files.get(remote, local)
 

@@ -42,6 +42,7 @@ _FAULT_HINT = (  # WorkDirError.device_fault: the disk, not the path (exit 1)
     "not a path given wrong: check the device's disk (`dmesg | tail`, `df -h`, `mount`; an SD card remounted "
     "read-only after errors needs fsck or replacing), or give a work dir on another disk: --set work_dir=PATH"
 )
+_PUT_MARK, _DIR_MARK = "edgekit-put-", "edgekit-dir-"  # put_many's lines, apart from anything a login prints
 _NO_DIR = "edgekit-no-dir:"  # the first word of what _in_dir prints when the folder cannot be made or written
 _DISK_HINT = (
     "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
@@ -159,6 +160,104 @@ class RemoteFiles:
                 where=f"{self.link.address}:{path}",
             )
         return PutResult(local, path, digest, local.stat().st_size, False)
+
+    def put_many(self, pairs: list[tuple[Path, str]]) -> list[PutResult]:
+        """put() of each (local, remote) pair in two round trips instead of two per file (about 0.3 s each even on
+        127.0.0.1: a session, a shell): one script makes every parent folder, hashes and touches what the device
+        holds; the changed files go up by SFTP under partial names; one script checks each sha256 and renames."""
+        locals_ = [Path(local) for local, _remote in pairs]
+        for local in locals_:
+            if not local.is_file():
+                raise TransportError(f"no such local file {local}", where=f"put to {self.target.name}")
+        if not pairs:
+            return []
+        self.link.connected()
+        digests = [sha256_file(local) for local in locals_]
+        paths = [self._abs(remote) for _local, remote in pairs]
+        have = self._held(paths)
+        results: dict[int, PutResult] = {}
+        sent: list[tuple[int, str]] = []  # (pair, its partial upload) to check and rename
+        for i, (local, path) in enumerate(zip(locals_, paths, strict=True)):
+            if have.get(i) == digests[i]:
+                results[i] = PutResult(local, path, digests[i], 0, True)  # touched: in use, not stale
+            else:
+                sent.append((i, self._upload(local, path, [tmp for _i, tmp in sent])))
+        checks = "; ".join(
+            f'if [ "$({self.sha_cmd(tmp)})" = {digests[i]} ] && mv -f -- {shlex.quote(tmp)} '
+            f"{shlex.quote(paths[i])}; then echo {_PUT_MARK}{i}=ok; else rm -f -- {shlex.quote(tmp)}; fi"
+            for i, tmp in sent
+        )
+        # each file's check keeps put()'s bound of its own (a large model hashed under emulation)
+        ok = set(exec_simple(self.link, checks, timeout=120.0 * len(sent)).split()) if sent else set()
+        self.partials.difference_update(tmp for _i, tmp in sent)
+        for i, _tmp in sent:
+            if f"{_PUT_MARK}{i}=ok" not in ok:
+                raise TransportError(
+                    f"sha256 of the uploaded {locals_[i].name} does not match; upload discarded",
+                    where=f"{self.link.address}:{paths[i]}",
+                )
+            results[i] = PutResult(locals_[i], paths[i], digests[i], locals_[i].stat().st_size, False)
+        return [results[i] for i in range(len(pairs))]
+
+    def _held(self, paths: list[str]) -> dict[int, str]:
+        """The sha256 of each path the device holds (by index; absent: ''), every parent made (WorkDirError when
+        one cannot be) and every held file and parent touched (in use, not stale), in one round trip."""
+        parents: dict[str, list[int]] = {}
+        for i, path in enumerate(paths):
+            parents.setdefault(str(PurePosixPath(path).parent), []).append(i)
+        script = []
+        for n, (parent, members) in enumerate(parents.items()):
+            hashes = "; ".join(
+                f"printf '{_PUT_MARK}{i}=%s\\n' \"$({self.sha_cmd(paths[i])})\"; "
+                f"touch -c -- {shlex.quote(paths[i])} {shlex.quote(parent)} 2>/dev/null"
+                for i in members
+            )
+            script.append(f"echo {_DIR_MARK}{n}; {self._in_dir(parent, hashes)}")
+        out = exec_simple(self.link, "; ".join(script), timeout=120.0 * len(paths))
+        sections = out.split(_DIR_MARK)
+        have: dict[int, str] = {}
+        for n, parent in enumerate(parents):
+            section = next((s for s in sections if s.split("\n", 1)[0].strip() == str(n)), "")
+            body = section.split("\n", 1)[1] if "\n" in section else ""
+            self._check_dir(parent, body.lstrip())
+            for line in body.splitlines():
+                key, _, digest = line.strip().partition("=")
+                if key.startswith(_PUT_MARK) and key[len(_PUT_MARK) :].isdigit():
+                    have[int(key[len(_PUT_MARK) :])] = digest
+        return have
+
+    def _upload(self, local: Path, path: str, pending: list[str]) -> str:
+        """`local` sent by SFTP to a partial name beside `path` (returned); on a failure the device answered (not
+        the link's), it and the `pending` partials of this batch are removed and the error named as put() does."""
+        parent = str(PurePosixPath(path).parent)
+        tmp = f"{parent}/{partial_name(PurePosixPath(path).name)}"
+        size = local.stat().st_size
+        self.partials.add(tmp)
+        try:
+            with self._transfer(f"upload of {local.name}", size) as moved:
+                self.sftp.put(str(local), tmp, callback=moved, confirm=True)
+        except TransportError:
+            raise  # DeviceTimeout, ConnectionLost: the partial files go at the next connect (see partials)
+        except (OSError, paramiko.SSHException) as exc:
+            gone = [tmp, *pending]
+            exec_simple(self.link, "rm -f -- " + " ".join(shlex.quote(t) for t in gone))
+            self.partials.difference_update(gone)
+            free = self.free_bytes(parent)
+            if free is not None and free < size + (1 << 20):
+                raise DeviceDiskFull(
+                    f"the device's disk is full: {local.name} needs {_mb(size)}, {_mb(free)} free in {parent} "
+                    f"(upload discarded; sftp said: {exc or type(exc).__name__})",
+                    free=free,
+                    needed=size,
+                    where=self.link.address,
+                    hint=_DISK_HINT,
+                ) from None
+            raise TransportError(
+                f"upload of {local.name} failed: {exc}", where=f"{self.link.address}:{path}"
+            ) from None
+        return (
+            tmp  # in `partials` until checked: a link lost before that leaves it to the next connect's prune
+        )
 
     def get(self, remote: str, local: Path) -> Path:
         local = Path(local)
