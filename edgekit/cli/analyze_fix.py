@@ -141,8 +141,28 @@ def fix_summary(
         else "more calibration data (the recipe's calibration: data)"
     )
     chosen, plain_int8 = outcome.chosen, outcome.steps[0]
+    if chosen is None:
+        _say_missed(console, outcome, max_float, more_data)
+        return True
+    if chosen is plain_int8:
+        skipped = plain_int8.gates.get("skipped") or []
+        if skipped and not plain_int8.gates.get("checks"):  # every gate needs what the data lacks (labels)
+            console.print(
+                f"no gate of the recipe could be judged ({'; '.join(skipped)}): nothing to fix against; give "
+                "evaluation data with labels, or a gate on agreement with the ONNX model (min_cosine)"
+            )
+            return False
+        console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
+        return False
+    _say_met(console, outcome, chosen, recipe_int8, quantized, more_data)
+    return False
+
+
+def _say_missed(console: Console, outcome: Any, max_float: int | None, more_data: str) -> None:
+    """No candidate met the gate: none could be judged (the runtime refused them all), the gate is out of reach
+    (the fp32 model misses it), or the candidates tried fell short."""
     tried = outcome.steps[1:]
-    if chosen is None and tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
+    if tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
         reasons = list(dict.fromkeys(s.error for s in tried))
         console.print(
             f"[red]no candidate could be judged[/]: the host runtime refused every one of the {len(tried)} "
@@ -155,34 +175,35 @@ def fix_summary(
             ),
             highlight=False,
         )
-        return True
+        return
     unreachable = _unreachable(outcome)
-    if chosen is None and unreachable:
+    if unreachable:
         console.print(
             f"[red]no candidate met the gate[/]: the gate cannot be reached by keeping layers in float: "
             f"{plain(unreachable)}; {plain(_tried(outcome))}. More calibration data cannot help either: loosen "
             "that gate to what the fp32 model reaches, or look at the float conversion first",
             highlight=False,
         )
-        return True
-    if chosen is None:
-        console.print(
-            f"[red]no candidate met the gate[/]: {plain(_tried(outcome))}; try "
-            + ("--max-float higher, " if max_float is not None else "")
-            + f"{more_data}, or a looser gate if the recipe's is tighter than the task needs",
-            highlight=False,
-        )
-        return True
-    if chosen is plain_int8:
-        skipped = plain_int8.gates.get("skipped") or []
-        if skipped and not plain_int8.gates.get("checks"):  # every gate needs what the data lacks (labels)
-            console.print(
-                f"no gate of the recipe could be judged ({'; '.join(skipped)}): nothing to fix against; give "
-                "evaluation data with labels, or a gate on agreement with the ONNX model (min_cosine)"
-            )
-            return False
-        console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
-        return False
+        return
+    console.print(
+        f"[red]no candidate met the gate[/]: {plain(_tried(outcome))}; try "
+        + ("--max-float higher, " if max_float is not None else "")
+        + f"{more_data}, or a looser gate if the recipe's is tighter than the task needs",
+        highlight=False,
+    )
+
+
+def _say_met(
+    console: Console,
+    outcome: Any,
+    chosen: Any,
+    recipe_int8: dict[str, Any],
+    quantized: int,
+    more_data: str,
+) -> None:
+    """A candidate met the gate: its float set, its cost against plain INT8 and fp32, the caveats (in-sample, the
+    held speed plan, no better than fp32) and the recipe's int8 line that ships it."""
+    plain_int8 = outcome.steps[0]
     size = chosen.size_bytes - plain_int8.size_bytes
     # steps[0] is the recipe's own artifact: plain INT8 only when the recipe keeps nothing in float
     baseline = (
@@ -255,7 +276,6 @@ def fix_summary(
             "and profile take it as a file)",
             highlight=False,
         )
-    return False
 
 
 def _unreachable(outcome: Any) -> str | None:
