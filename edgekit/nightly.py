@@ -27,7 +27,7 @@ from edgekit.lab.errors import NotRun
 from edgekit.nightly_outcome import NightlyOutcome, by_name
 from edgekit.report import Report, Settings, build, write
 from edgekit.results import DeployResult
-from edgekit.store import open_store
+from edgekit.store import Store, open_store
 
 DeployFn = Callable[[Path, Sequence[str]], DeployResult]
 Log = Callable[[str], None]
@@ -95,20 +95,7 @@ def run_nightly(
                     log(f"{path.name}: not run (the night was interrupted)")
                     outcome.not_reached.append(path.name)
                     continue
-                said = ("" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: ") + str(exc)
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    from edgekit.paths import free_space_note, low_disk_note
-
-                    # the disk the write went to (the last path named: a move's destination), else the data dir's
-                    written = next((Path(str(f)) for f in (exc.filename2, exc.filename) if f), None)
-                    said = (  # not the raw errno and two temporary paths
-                        f"DiskFull: no space left on the disk ({exc.strerror}); "
-                        + (
-                            (written and free_space_note(written))
-                            or low_disk_note(1 << 62)
-                            or "free some space"
-                        )
-                    )
+                said = _failure_words(exc)
                 outcome.failures[str(path)] = said
                 kept = _record_kept(exc, store, outcome, path, names)
                 log(f"{path.name}: deploy failed: {said}" + (f" ({kept})" if kept else ""))
@@ -137,38 +124,7 @@ def run_nightly(
             log("lab: the night was interrupted (Ctrl-C or SIGTERM): what the boards finished is recorded")
         if outcome.lab is not None:
             outcome.unreached = _unreached(outcome.lab)
-        targets = _target_names(targets)  # a target given as a file is stored under its name
-        try:
-            outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
-            if outcome.lab is not None:
-                from edgekit.lab.boards import board_lines
-
-                outcome.lab_lines = board_lines(store, outcome.lab)
-                for line in outcome.lab_lines:
-                    log(line)
-            for target, why in outcome.never_measured.items():
-                log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
-            if names:  # every target the night measured: the ones asked for and the host each deploy adds
-                shown = list(dict.fromkeys([*targets, *outcome.measured]))
-                outcome.report = build(  # tonight's runs judged, not a run someone recorded after them
-                    store,
-                    since=since,
-                    recipes=list(dict.fromkeys(names)),
-                    targets=shown,
-                    settings=settings,
-                    judge_only=list(outcome.run_ids.values()),
-                )
-        except Exception as exc:  # noqa: BLE001 - the store went away after the deploys (or a bug): the
-            # summary is still written and says what failed
-            reason = (
-                exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
-            )
-            outcome.failures["report"] = f"the report could not be built from the store: {reason}"
-            log(f"report: {outcome.failures['report']}")
-        if outcome.report is None and (
-            outcome.failures or outcome.interrupted
-        ):  # still said (a CI page links it)
-            outcome.report = Report([], datetime.now(UTC).isoformat(timespec="seconds"), since, store.url)
+        _judge_night(store, _target_names(targets), names, since, settings, outcome, log)
     if outcome.report is not None:
         # the report's own failure is no deploy's (the Markdown said '2 deploys failed', one of them `report`)
         outcome.report.failed_deploys = by_name(outcome.failures)
@@ -180,6 +136,63 @@ def run_nightly(
         with markdown.open("a") as fh:
             fh.write("\n## Lab: boards and board types\n\n```\n" + "\n".join(outcome.lab_lines) + "\n```\n")
     return outcome
+
+
+def _failure_words(exc: BaseException) -> str:
+    """One recipe's failed deploy as the night says it: the error (its type when not edgekit's own); a full disk
+    as DiskFull with the free space where the write went (not the raw errno and two temporary paths)."""
+    said = ("" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: ") + str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        from edgekit.paths import free_space_note, low_disk_note
+
+        # the disk the write went to (the last path named: a move's destination), else the data dir's
+        written = next((Path(str(f)) for f in (exc.filename2, exc.filename) if f), None)
+        said = f"DiskFull: no space left on the disk ({exc.strerror}); " + (
+            (written and free_space_note(written)) or low_disk_note(1 << 62) or "free some space"
+        )
+    return said
+
+
+def _judge_night(
+    store: Store,
+    targets: list[str],
+    names: list[str],
+    since: float | None,
+    settings: Settings,
+    outcome: NightlyOutcome,
+    log: Log,
+) -> None:
+    """After the deploys: the targets never measured, the lab's board lines, and the report of tonight's runs
+    (`targets` by name), into `outcome`; a store that went away is a failure the summary still says."""
+    try:
+        outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
+        if outcome.lab is not None:
+            from edgekit.lab.boards import board_lines
+
+            outcome.lab_lines = board_lines(store, outcome.lab)
+            for line in outcome.lab_lines:
+                log(line)
+        for target, why in outcome.never_measured.items():
+            log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
+        if names:  # every target the night measured: the ones asked for and the host each deploy adds
+            shown = list(dict.fromkeys([*targets, *outcome.measured]))
+            outcome.report = build(  # tonight's runs judged, not a run someone recorded after them
+                store,
+                since=since,
+                recipes=list(dict.fromkeys(names)),
+                targets=shown,
+                settings=settings,
+                judge_only=list(outcome.run_ids.values()),
+            )
+    except Exception as exc:  # noqa: BLE001 - the store went away after the deploys (or a bug): the
+        # summary is still written and says what failed
+        reason = exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        outcome.failures["report"] = f"the report could not be built from the store: {reason}"
+        log(f"report: {outcome.failures['report']}")
+    if outcome.report is None and (
+        outcome.failures or outcome.interrupted
+    ):  # still said (a CI page links it)
+        outcome.report = Report([], datetime.now(UTC).isoformat(timespec="seconds"), since, store.url)
 
 
 def _first_and_hint(error: str) -> str:
