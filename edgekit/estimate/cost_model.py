@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from edgekit.estimate import calibration, validity
+from edgekit.estimate.boards import Board
 from edgekit.estimate.boards import board as get_board
 from edgekit.estimate.crossval import (
     CONFORMAL_RANK_LEVEL,
@@ -179,22 +180,8 @@ def estimate(
     board = get_board(board_name)
     notes = list(caveats or [])
     fp32_kernels = validity.fp32_kernels(board, fp16_off, features.int8, fmt)
-    if fp16_off and not features.int8 and (fmt is None or fmt.runtime is Runtime.NCNN):
-        notes.append(validity.fp16_off_note(board, fp16_off, fp32_kernels))
     unseen = calibration.uncalibrated_layer_types(layer_types)
-    if unseen:
-        notes.append(
-            f"layer types no calibration model has: {', '.join(unseen)}; their kernels' speed is not calibrated, "
-            "so the interval is the largest held-out error instead of the 85th percentile (leave-one-out: "
-            "calibration models with a layer type the others lack fell outside the ordinary interval more "
-            "often; README, Instruction counts and estimates)"
-        )
-    if features.int8:
-        notes.append(
-            "int8 kernels: the interval is the largest held-out error instead of the 85th percentile "
-            "(leave-one-out: the int8 calibration models' errors were 1.3-2.0x the float ones' and the "
-            "ordinary interval held them less often; README, Instruction counts and estimates)"
-        )
+    notes += _kernel_notes(board, features, fmt, fp16_off, fp32_kernels, unseen)
     n = min(max(threads, 1), board.cores)
     calibrated_n = n if n in CALIBRATED_THREADS else max(t for t in CALIBRATED_THREADS if t <= n)
     # between two calibrated thread counts (2 or 3 on a 4-core board): interpolated, not the lower one's figure
@@ -226,19 +213,7 @@ def estimate(
     est = model.predict_ms(features)
     below = below_calibration(board.name, calibrated_n, est) if not features.instructions else []
     notes += below
-    cv: dict[str, Any] = {
-        "weights": {name: round(w, 4) for name, w in model.weights.items()},
-        "board": board.name,
-        "threads": calibrated_n,
-    }
-    cv |= procedure_cv(board.name, calibrated_n, available)
-    if isinstance(model, Blend):  # what the thread scaling says of this model (one half of the estimate)
-        cv["thread_scaling"] = {
-            "form": model.scaling.form.name,
-            "ratio": round(model.scaling.ratio(features), 4),  # t(threads) / t(1), estimated
-            "busiest_share": round(features.busiest[calibrated_n] / features.instructions, 4),
-            "one_thread_ms": significant(model.one.predict_ms(features)),
-        }
+    cv = _cross_validation(model, board.name, calibrated_n, available, features)
     # what leave-one-out missed more often; fp32 kernels where the calibration ran fp16 ones: a kernel class no
     # calibration model has, as unseen layer types are
     widen = unseen or features.int8 or bool(range_note) or fp32_kernels
@@ -286,6 +261,56 @@ def estimate(
         notes,
         not_validated=why,
     )
+
+
+def _kernel_notes(
+    board: Board,
+    features: Features,
+    fmt: Format | None,
+    fp16_off: str,
+    fp32_kernels: bool,
+    unseen: list[str],
+) -> list[str]:
+    """What the kernels this model runs mean for its estimate: fp16 switched off, layer types and int8 kernels
+    no calibration model ran as ordinarily (each widens the interval: leave-one-out missed them more often)."""
+    notes = []
+    if fp16_off and not features.int8 and (fmt is None or fmt.runtime is Runtime.NCNN):
+        notes.append(validity.fp16_off_note(board, fp16_off, fp32_kernels))
+    if unseen:
+        notes.append(
+            f"layer types no calibration model has: {', '.join(unseen)}; their kernels' speed is not calibrated, "
+            "so the interval is the largest held-out error instead of the 85th percentile (leave-one-out: "
+            "calibration models with a layer type the others lack fell outside the ordinary interval more "
+            "often; README, Instruction counts and estimates)"
+        )
+    if features.int8:
+        notes.append(
+            "int8 kernels: the interval is the largest held-out error instead of the 85th percentile "
+            "(leave-one-out: the int8 calibration models' errors were 1.3-2.0x the float ones' and the "
+            "ordinary interval held them less often; README, Instruction counts and estimates)"
+        )
+    return notes
+
+
+def _cross_validation(
+    model: Ensemble | Blend, board: str, threads: int, available: tuple[str, ...], features: Features
+) -> dict[str, Any]:
+    """The estimate's `cross_validation`: the forms' weights, the leave-one-out figures of the procedure, and at
+    several threads what the thread scaling says of this model (one half of the estimate)."""
+    cv: dict[str, Any] = {
+        "weights": {name: round(w, 4) for name, w in model.weights.items()},
+        "board": board,
+        "threads": threads,
+    }
+    cv |= procedure_cv(board, threads, available)
+    if isinstance(model, Blend):
+        cv["thread_scaling"] = {
+            "form": model.scaling.form.name,
+            "ratio": round(model.scaling.ratio(features), 4),  # t(threads) / t(1), estimated
+            "busiest_share": round(features.busiest[threads] / features.instructions, 4),
+            "one_thread_ms": significant(model.one.predict_ms(features)),
+        }
+    return cv
 
 
 def split_threads(threads: int, cores: int) -> int | None:
