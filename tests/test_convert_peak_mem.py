@@ -47,3 +47,30 @@ def test_onnx_int8_peak_mem_does_not_depend_on_what_was_imported_before(tmp_path
     # the quantization of a 64x16 Gemm: a few MiB either way; torch and onnxruntime's quantizer are ~300 MiB
     assert abs(cold - warm) < 40, (cold, warm)
     assert cold < 120, cold
+
+
+FP32_ONLY = """
+import sys
+from edgekit.convert.pipeline import convert_recipe
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+(art,) = convert_recipe(load_recipe(sys.argv[1]), (Format.ONNX_FP32,))
+assert art.status == "ok" and art.files, art.error
+print("torch imported" if "torch" in sys.modules else "torch not imported")
+"""
+
+
+def test_an_onnx_fp32_conversion_does_not_import_the_quantizer(tmp_path: Path) -> None:
+    """onnx-fp32 is a copy of the prepared ONNX, but the converter imported onnxruntime's quantizer (and with it
+    torch: 2 s of CPU) for every format, in every `edgekit convert`; only onnx-int8 imports it now."""
+    _model_and_data(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", FP32_ONLY, str(_recipe(tmp_path, "kl"))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch not imported" in done.stdout, done.stdout

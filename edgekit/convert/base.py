@@ -81,6 +81,11 @@ class Converter(abc.ABC):
         """The version of each of `dists` ("absent" when it is not installed)."""
         return {d: dist_version(d) for d in cls.dists}
 
+    def prepare(self, formats: Sequence[Format]) -> None:
+        """What a conversion of `formats` needs done before the pipeline samples its memory (PeakRss), e.g. an
+        import whose size is no part of the conversion's peak; nothing by default."""
+        return
+
     @abc.abstractmethod
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         """Write the artifact's files into out_dir and return them (main file first)."""

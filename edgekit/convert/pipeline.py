@@ -211,6 +211,7 @@ def _convert_group(
         conv.progress = partial(_say_for, say, names)
         start = time.perf_counter()
         try:
+            conv.prepare(batch)
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
         except (
