@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -80,6 +81,14 @@ def _holders(lock: Path) -> set[int]:
     return pids
 
 
+def _signal(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _released(lock: Path, holders: set[int], when: list[float], stop: threading.Event) -> None:
     """Puts the time `holders` no longer hold `lock` in `when` (polled every 20 ms until `stop`)."""
     while not stop.is_set():
@@ -115,19 +124,40 @@ def test_two_data_homes_time_the_host_one_after_the_other(ncnn_param: Path, tmp_
         stop = threading.Event()
         watch = threading.Thread(target=_released, args=(lock, first_holders, released, stop), daemon=True)
         watch.start()
-        second = subprocess.run(
-            [*bench, "--repeat", "3"], env=_env(tmp_path / "b"), capture_output=True, text=True, timeout=600
+        # the first agent paused while it holds the host (its flock stays), until the second says it waits: the
+        # first's work outlasting the second's start-up was a race a faster CPU or a colder disk could lose
+        _signal(first_holders, signal.SIGSTOP)
+        resume = threading.Timer(120, _signal, (first_holders, signal.SIGCONT))  # a second that never says it
+        resume.start()
+        second = subprocess.Popen(
+            [*bench, "--repeat", "3"],
+            env=_env(tmp_path / "b"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        said_lines: list[str] = []
+        for line in second.stdout or []:
+            said_lines.append(line)
+            if "waiting:" in line:
+                break
+        resume.cancel()
+        _signal(first_holders, signal.SIGCONT)
+        said_lines += list(second.stdout or [])
+        second.wait(timeout=600)
         second_ended = time.monotonic()
+        if second.stdout is not None:
+            second.stdout.close()
         stop.set()
         watch.join(timeout=10)
     finally:
+        _signal(first_holders if "first_holders" in locals() else set(), signal.SIGCONT)
         if first.poll() is None:
             first.wait(timeout=600)
         reader.join(timeout=10)
         if first.stdout is not None:
             first.stdout.close()
-    said = second.stdout + second.stderr
+    said = "".join(said_lines)
     assert second.returncode == 0, said
     assert "host: waiting: another benchmark holds the device" in said, said
     # the first's agent gave the host back before the second ended (it may still be printing its table then: the
