@@ -200,7 +200,8 @@ def test_load_time_leaves_the_runtimes_start_up_out_and_records_it_apart(
     for key, m in by.items():
         assert m.load_ms is not None and m.load_ms > 0
         if key in firsts:
-            assert m.runtime_init_ms is not None and m.runtime_init_ms > m.load_ms, (key, m)
+            # 6-18x the load here; half of it leaves room for a preempted load on a loaded machine (review r17)
+            assert m.runtime_init_ms is not None and m.runtime_init_ms > 0.5 * m.load_ms, (key, m)
         else:
             assert m.runtime_init_ms is None, (key, m.runtime_init_ms)  # its runtime had started
     raw = json.loads((tmp_path / "result.json").read_text())["measurements"]
