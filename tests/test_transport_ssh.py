@@ -251,7 +251,8 @@ def test_put_many_uploads_in_two_round_trips_and_skips_what_the_device_holds(
     pi4_transport, tmp_path, scratch_name
 ) -> None:
     """A deploy's push: every file up (parents made, no temp files left), checked and renamed in one script, the
-    ones already there skipped and touched; a parent that cannot be made is a WorkDirError before any upload."""
+    ones already there skipped and touched; a parent that cannot be made is a WorkDirError before any upload. The
+    check before it (upload_room) is one round trip too."""
     from edgekit.errors import WorkDirError
     from edgekit.transport import ssh_files
 
@@ -274,6 +275,19 @@ def test_put_many_uploads_in_two_round_trips_and_skips_what_the_device_holds(
         listing = pi4_transport.run(["ls", "-A", f"{scratch_name}/{folder}"], timeout=30).stdout.split()
         assert listing == (["a.bin", "c.bin"] if folder == "x" else ["b.bin"])
     assert all(p.skipped for p in pi4_transport.put_many(pairs))  # the second push sends nothing
+    # what check_space asks first: the work dir made, its free bytes and the bytes to send, in one round trip
+    fresh = tmp_path / "d.bin"
+    fresh.write_bytes(b"d" * 777)
+    execs.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ssh_files, "exec_simple", lambda *a, **k: execs.append(a[1]) or real(*a, **k))
+        free, to_send = pi4_transport.upload_room([*pairs, (fresh, f"{scratch_name}/y/d.bin")])
+    df = pi4_transport.free_bytes(".")  # the same disk, which other processes write meanwhile
+    assert len(execs) == 1 and to_send == 777 and free is not None and abs(free - df) < 100e6, (
+        execs,
+        free,
+        df,
+    )
     pi4_transport.put(files[0], f"{scratch_name}/file")
     with pytest.raises(WorkDirError):
         pi4_transport.put_many([(files[1], f"{scratch_name}/y/b2.bin"), (files[0], f"{scratch_name}/file/a")])

@@ -289,12 +289,10 @@ class TargetSession(Finishing):
         """DeviceDiskFull before anything is sent when the work dir cannot hold the upload and the results. The work
         dir is made first (WorkDirError when it cannot be): the free space of a folder not yet there was its
         nearest parent's (/proc's 0 bytes for a work_dir of /proc/edgekit: "disk full, 0.00 MB free")."""
-        transport.mkdir(".")
+        free, to_send = transport.upload_room(pairs)  # one round trip on an SSH device
         self._work_dir_made = True
-        free = transport.free_bytes(".")
         if free is None:
             return
-        to_send = transport.bytes_to_send(pairs)
         needed = to_send + RESULTS_RESERVE
         if free < needed:
             raise DeviceDiskFull(

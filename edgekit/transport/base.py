@@ -152,6 +152,13 @@ class Transport(abc.ABC):
         """Bytes that `put` of each (local, remote) pair would send (files the device lacks or holds different)."""
         return sum(Path(local).stat().st_size for local, _remote in pairs)
 
+    def upload_room(self, pairs: list[tuple[Path, str]]) -> tuple[int | None, int]:
+        """Before a push: the work dir made (WorkDirError when it cannot be), then the bytes free in it (None when
+        the device cannot say) and the bytes uploading `pairs` would send (0, not asked, when free is None)."""
+        self.mkdir(".")
+        free = self.free_bytes(".")
+        return free, (self.bytes_to_send(pairs) if free is not None else 0)
+
 
 def sha256_file(path: Path) -> str:
     """The hex sha256 of a local file, read in 1 MiB blocks (what `put` compares with the device's copy)."""

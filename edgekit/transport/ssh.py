@@ -310,6 +310,9 @@ class SshTransport(Transport):
         different (one round trip for all of them)."""
         return self._files.bytes_to_send(pairs)
 
+    def upload_room(self, pairs: list[tuple[Path, str]]) -> tuple[int | None, int]:
+        return self._files.upload_room(pairs)
+
     def sha256(self, remote: str) -> str | None:
         """The sha256 of a remote file, or None when it does not exist."""
         return self._files.sha256(remote)

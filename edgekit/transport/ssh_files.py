@@ -42,7 +42,8 @@ _FAULT_HINT = (  # WorkDirError.device_fault: the disk, not the path (exit 1)
     "not a path given wrong: check the device's disk (`dmesg | tail`, `df -h`, `mount`; an SD card remounted "
     "read-only after errors needs fsck or replacing), or give a work dir on another disk: --set work_dir=PATH"
 )
-_PUT_MARK, _DIR_MARK = "edgekit-put-", "edgekit-dir-"  # put_many's lines, apart from anything a login prints
+# the lines of put_many's and upload_room's scripts, told apart from anything a login prints
+_PUT_MARK, _DIR_MARK, _DF_MARK = "edgekit-put-", "edgekit-dir-", "edgekit-df:"
 _NO_DIR = "edgekit-no-dir:"  # the first word of what _in_dir prints when the folder cannot be made or written
 _DISK_HINT = (
     "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
@@ -381,6 +382,31 @@ class RemoteFiles:
             for i, (local, _r) in enumerate(pairs)
             if (have[i].strip() if i < len(have) else "") != sha256_file(Path(local))
         )
+
+    def upload_room(self, pairs: list[tuple[Path, str]]) -> tuple[int | None, int]:
+        """Transport.upload_room in one round trip (mkdir, df and bytes_to_send's hashes were three)."""
+        work = self._abs(".")
+        df = f"df -Pk -- {shlex.quote(work)} 2>/dev/null | awk 'NR==2 {{print $4}}'"
+        then = f"printf '{_DF_MARK}%s\\n' \"$({df})\""
+        for i, (_local, remote) in enumerate(pairs):
+            then += f"; printf '{_PUT_MARK}{i}=%s\\n' \"$({self.sha_cmd(self._abs(remote))})\""
+        out = exec_simple(self.link, self._in_dir(work, then), timeout=120.0 * max(1, len(pairs))).strip()
+        self._check_dir(work, out)
+        lines = [line.strip() for line in out.splitlines()]
+        kb = next((line[len(_DF_MARK) :] for line in lines if line.startswith(_DF_MARK)), "")
+        if not kb.isdigit():
+            return None, 0
+        have = {}
+        for line in lines:
+            if line.startswith(_PUT_MARK):
+                index, _, digest = line[len(_PUT_MARK) :].partition("=")
+                have[index] = digest
+        to_send = sum(
+            Path(local).stat().st_size
+            for i, (local, _remote) in enumerate(pairs)
+            if have.get(str(i), "") != sha256_file(Path(local))
+        )
+        return int(kb) * 1024, to_send
 
     def sha256(self, remote: str) -> str | None:
         """The sha256 of a remote file, or None when it does not exist."""
