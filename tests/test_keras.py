@@ -354,7 +354,8 @@ def test_ctrl_c_during_a_keras_export_leaves_no_work_folder(tmp_path: Path) -> N
             time.sleep(0.1)
         return False
 
-    stdout, stderr, _ = ctrl_c_when(proc, child_running, settle=1.0, timeout=60)
+    # at once: the export (TensorFlow's import first) could end inside a 1 s settle on a fast machine (r17 #6)
+    stdout, stderr, _ = ctrl_c_when(proc, child_running, timeout=60)
     assert proc.returncode == 130, stdout[-800:] + stderr[-1500:]
     assert _work_folders(home) == []
 
