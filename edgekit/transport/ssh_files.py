@@ -178,8 +178,9 @@ class RemoteFiles:
         have = self._held(paths)
         results: dict[int, PutResult] = {}
         sent: list[tuple[int, str]] = []  # (pair, its partial upload) to check and rename
+        first = {(path, digest): i for i, (path, digest) in reversed(list(enumerate(zip(paths, digests))))}
         for i, (local, path) in enumerate(zip(locals_, paths, strict=True)):
-            if have.get(i) == digests[i]:
+            if have.get(i) == digests[i] or first[path, digests[i]] != i:  # held, or earlier in this batch
                 results[i] = PutResult(local, path, digests[i], 0, True)  # touched: in use, not stale
             else:
                 sent.append((i, self._upload(local, path, [tmp for _i, tmp in sent])))
