@@ -277,10 +277,10 @@ class TargetSession(Finishing):
         pairs = [(AGENT_FILE, AGENT_REMOTE), (inputs, inputs_remote(inputs))]
         pairs += [pair for art in arts for pair in art.remote_files()]
         self.check_space(transport, pairs)
-        for put in transport.put_many(pairs):  # a device's round trips batched: 2, not 2 a file
+        # a device's round trips batched: 2, not 2 a file and 1 for the outputs folder
+        for put in transport.put_many(pairs, dirs=[f"{self.run_dir}/{OUTPUTS_DIR}"]):
             sent += put.bytes_sent
             skipped += put.skipped
-        transport.mkdir(f"{self.run_dir}/{OUTPUTS_DIR}")
         self.say(
             f"{self.target.name}: pushed {len(pairs)} files ({sent / 1e6:.2f} MB sent, {skipped} unchanged)"
         )

@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +110,13 @@ class Transport(abc.ABC):
     def put(self, local: Path, remote: str) -> PutResult:
         """Upload atomically (temp name, sha256 verified on the device, rename); skip if already identical."""
 
-    def put_many(self, pairs: list[tuple[Path, str]]) -> list[PutResult]:
-        """put() of each (local, remote) pair, in order (a transport may batch the device's round trips)."""
-        return [self.put(local, remote) for local, remote in pairs]
+    def put_many(self, pairs: list[tuple[Path, str]], dirs: Sequence[str] = ()) -> list[PutResult]:
+        """put() of each (local, remote) pair, in order, then mkdir() of each of `dirs` (a transport may batch
+        the device's round trips)."""
+        done = [self.put(local, remote) for local, remote in pairs]
+        for folder in dirs:
+            self.mkdir(folder)
+        return done
 
     @abc.abstractmethod
     def get(self, remote: str, local: Path) -> Path:

@@ -23,7 +23,7 @@ connection (bounded by connect_timeout) to pull back what the device wrote and s
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import paramiko
@@ -291,8 +291,8 @@ class SshTransport(Transport):
     def put(self, local: Path, remote: str) -> PutResult:
         return self._files.put(local, remote)
 
-    def put_many(self, pairs: list[tuple[Path, str]]) -> list[PutResult]:
-        return self._files.put_many(pairs)
+    def put_many(self, pairs: list[tuple[Path, str]], dirs: Sequence[str] = ()) -> list[PutResult]:
+        return self._files.put_many(pairs, dirs)
 
     def get(self, remote: str, local: Path) -> Path:
         return self._files.get(remote, local)

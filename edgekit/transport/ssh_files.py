@@ -16,7 +16,7 @@ TransportError saying so and what to install (exit 1), not a dropped link.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -162,7 +162,7 @@ class RemoteFiles:
             )
         return PutResult(local, path, digest, local.stat().st_size, False)
 
-    def put_many(self, pairs: list[tuple[Path, str]]) -> list[PutResult]:
+    def put_many(self, pairs: list[tuple[Path, str]], dirs: Sequence[str] = ()) -> list[PutResult]:
         """put() of each (local, remote) pair in two round trips instead of two per file (about 0.3 s each even on
         127.0.0.1: a session, a shell): one script makes every parent folder, hashes and touches what the device
         holds; the changed files go up by SFTP under partial names; one script checks each sha256 and renames."""
@@ -170,12 +170,12 @@ class RemoteFiles:
         for local in locals_:
             if not local.is_file():
                 raise TransportError(f"no such local file {local}", where=f"put to {self.target.name}")
-        if not pairs:
+        if not pairs and not dirs:
             return []
         self.link.connected()
         digests = [sha256_file(local) for local in locals_]
         paths = [self._abs(remote) for _local, remote in pairs]
-        have = self._held(paths)
+        have = self._held(paths, [self._abs(d) for d in dirs])
         results: dict[int, PutResult] = {}
         sent: list[tuple[int, str]] = []  # (pair, its partial upload) to check and rename
         first = {(path, digest): i for i, (path, digest) in reversed(list(enumerate(zip(paths, digests))))}
@@ -201,12 +201,15 @@ class RemoteFiles:
             results[i] = PutResult(locals_[i], paths[i], digests[i], locals_[i].stat().st_size, False)
         return [results[i] for i in range(len(pairs))]
 
-    def _held(self, paths: list[str]) -> dict[int, str]:
-        """The sha256 of each path the device holds (by index; absent: ''), every parent made (WorkDirError when
-        one cannot be) and every held file and parent touched (in use, not stale), in one round trip."""
+    def _held(self, paths: list[str], dirs: list[str]) -> dict[int, str]:
+        """The sha256 of each path the device holds (by index; absent: ''), every parent and each of `dirs` made
+        (WorkDirError when one cannot be) and every held file and parent touched (in use, not stale), in one
+        round trip."""
         parents: dict[str, list[int]] = {}
         for i, path in enumerate(paths):
             parents.setdefault(str(PurePosixPath(path).parent), []).append(i)
+        for folder in dirs:
+            parents.setdefault(folder, [])
         script = []
         for n, (parent, members) in enumerate(parents.items()):
             hashes = "; ".join(
@@ -214,7 +217,7 @@ class RemoteFiles:
                 f"touch -c -- {shlex.quote(paths[i])} {shlex.quote(parent)} 2>/dev/null"
                 for i in members
             )
-            script.append(f"echo {_DIR_MARK}{n}; {self._in_dir(parent, hashes)}")
+            script.append(f"echo {_DIR_MARK}{n}; {self._in_dir(parent, hashes or 'true')}")
         out = exec_simple(self.link, "; ".join(script), timeout=120.0 * len(paths))
         sections = out.split(_DIR_MARK)
         have: dict[int, str] = {}
