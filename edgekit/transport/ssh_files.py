@@ -109,58 +109,9 @@ class RemoteFiles:
             close_quietly(sftp)  # best effort: the link may be gone
 
     def put(self, local: Path, remote: str) -> PutResult:
-        local = Path(local)
-        if not local.is_file():
-            raise TransportError(f"no such local file {local}", where=f"put to {self.target.name}")
-        self.link.connected()
-        digest = sha256_file(local)
-        path = self._abs(remote)
-        parent = str(PurePosixPath(path).parent)
-        q = shlex.quote(path)
-        have = exec_simple(
-            self.link,
-            self._in_dir(
-                parent, f"{{ {self.sha_cmd(path)}; }} && touch -c -- {q} {shlex.quote(parent)} 2>/dev/null"
-            ),
-        ).strip()
-        self._check_dir(parent, have)
-        if have == digest:
-            return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
-        tmp = f"{parent}/{partial_name(PurePosixPath(path).name)}"
-        size = local.stat().st_size
-        self.partials.add(tmp)
-        try:
-            with self._transfer(f"upload of {local.name}", size) as moved:
-                self.sftp.put(str(local), tmp, callback=moved, confirm=True)
-        except TransportError:
-            raise  # DeviceTimeout, ConnectionLost: the partial file goes at the next connect (see partials)
-        except (OSError, paramiko.SSHException) as exc:
-            exec_simple(self.link, f"rm -f -- {shlex.quote(tmp)}")
-            self.partials.discard(tmp)
-            free = self.free_bytes(parent)
-            if free is not None and free < size + (1 << 20):
-                raise DeviceDiskFull(
-                    f"the device's disk is full: {local.name} needs {_mb(size)}, {_mb(free)} free in {parent} "
-                    f"(upload discarded; sftp said: {exc or type(exc).__name__})",
-                    free=free,
-                    needed=size,
-                    where=self.link.address,
-                    hint=_DISK_HINT,
-                ) from None
-            raise TransportError(
-                f"upload of {local.name} failed: {exc}", where=f"{self.link.address}:{path}"
-            ) from None
-        self.partials.discard(tmp)
-        check = (
-            f'[ "$({self.sha_cmd(tmp)})" = {digest} ] && mv -f -- {shlex.quote(tmp)} {shlex.quote(path)}'
-            f" && echo ok || {{ rm -f -- {shlex.quote(tmp)}; echo mismatch; }}"
-        )
-        if exec_simple(self.link, check).strip() != "ok":
-            raise TransportError(
-                f"sha256 of the uploaded {local.name} does not match; upload discarded",
-                where=f"{self.link.address}:{path}",
-            )
-        return PutResult(local, path, digest, local.stat().st_size, False)
+        """`local` at `remote` (relative to the work dir): skipped and touched when the device holds it already,
+        else sent under a partial name, its sha256 checked and renamed (put_many of one file)."""
+        return self.put_many([(Path(local), remote)])[0]
 
     def put_many(self, pairs: list[tuple[Path, str]], dirs: Sequence[str] = ()) -> list[PutResult]:
         """put() of each (local, remote) pair in two round trips instead of two per file (about 0.3 s each even on
