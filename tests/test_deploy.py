@@ -424,8 +424,20 @@ def test_what_was_counted_before_a_ctrl_c_keeps_its_board_estimate_and_nothing_n
     outcome: dict[str, object] = {}
     wanted = (Format.NCNN_FP32, Format.NCNN_INT8)  # ncnn: its 4-thread estimate wants a split counted
     # the plan asks 1 and 4 threads; pi4-emu's cap measures 1: the 4-thread estimate needs a split counted
+    # and a 10-minute cool-down before each measurement after the first: the stop lands while the agent waits
+    # to measure ncnn-int8, however fast the device counts (no cool-down left ~1 s for it)
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(TINY.read_text().replace("threads: [1, 2]", "threads: [1, 4]"))
+    text = TINY.read_text()
+    assert "threads: [1, 2]" in text and "cooldown_s: 0}" in text
+    recipe.write_text(
+        text.replace("threads: [1, 2]", "threads: [1, 4]").replace("cooldown_s: 0}", "cooldown_s: 600}")
+    )
+    measured = threading.Event()
+
+    def hear(line: str) -> None:
+        said.append(line)
+        if "ncnn-fp32 x1 ok" in line:
+            measured.set()
 
     def run() -> None:
         try:
@@ -433,7 +445,7 @@ def test_what_was_counted_before_a_ctrl_c_keeps_its_board_estimate_and_nothing_n
                 load_recipe(recipe),
                 [pi4_emu],
                 DeployOptions(repeat=300, warmup=0, samples=1, host=False, stop=stop),
-                said.append,
+                hear,
                 [a for a in tiny_artifacts if a.format in wanted],
             )
         except Interrupted as exc:
@@ -441,10 +453,7 @@ def test_what_was_counted_before_a_ctrl_c_keeps_its_board_estimate_and_nothing_n
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    deadline = time.monotonic() + 300
-    while not any("ncnn-fp32 x1 ok" in line for line in said) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert any("ncnn-fp32 x1 ok" in line for line in said), said
+    assert measured.wait(300), said
     stop.set()
     worker.join(120)
     assert not worker.is_alive(), said
@@ -532,10 +541,15 @@ def test_a_waiting_host_goes_before_a_devices_next_stage() -> None:
     gate, order, lock = HostCpu(), [], threading.Lock()
     pushing = threading.Event()
 
+    waited: list[bool] = []
+
     def device() -> None:
-        with gate.hold(exclusive=False):  # the upload
+        with gate.hold(exclusive=False):  # the upload, until the host waits for the cores (not a fixed 0.3 s)
             pushing.set()
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while not gate._exclusive_waiting and time.monotonic() < deadline:
+                time.sleep(0.001)
+            waited.append(bool(gate._exclusive_waiting))
         with gate.hold(exclusive=False), lock:  # the run
             order.append("device run")
 
@@ -548,7 +562,8 @@ def test_a_waiting_host_goes_before_a_devices_next_stage() -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(20)
+    assert waited == [True]  # the host arrived during the upload
     assert order == ["host run", "device run"], order
 
 
