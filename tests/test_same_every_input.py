@@ -117,3 +117,31 @@ def test_convert_of_a_model_that_ignores_its_input_judges_nothing(tmp_path: Path
     assert all(f.get("same_every_input") == ["predictions"] for f in fidelity.values()), fidelity
     assert all("top1_agreement" not in f and "cosine" not in f for f in fidelity.values()), fidelity
     assert fidelity["onnx-int8"]["gates"]["verdict"] == "not checked", fidelity
+
+
+def test_a_detector_that_finds_the_same_boxes_on_every_input_is_not_judged(tmp_path: Path) -> None:
+    """A detector whose boxes and scores are the same on every input (an untrained head, a bias that drowns the
+    image) found the same boxes in the artifact too: box match 1.0 and a pass, proving nothing, as a constant
+    classifier's top-1 agreement did. Its box match and mAP drop are not judged now; a detector whose boxes vary is
+    judged as ever."""
+    boxes = np.tile(np.array([[[10, 10, 50, 50], [60, 60, 90, 90]]], np.float32), (6, 1, 1))
+    scores = np.tile(np.array([[[0.9, 0.05], [0.1, 0.8]]], np.float32), (6, 1, 1))
+    ref = [("boxes", boxes), ("scores", scores)]
+    labels = [
+        np.array([[0, 10, 10, 50, 50]], np.float32)
+    ] * 6  # class, xyxy: mAP is computed, its drop is not
+    numbers = compare(ref, ref, _recipe(tmp_path, "detect"), labels)  # type: ignore[arg-type]
+    assert numbers["same_every_input"] == ["boxes", "scores"], numbers
+    assert "box_match" not in numbers and "map50_drop" not in numbers, numbers
+    assert numbers["boxes"] == numbers["boxes_reference"] == 12, numbers
+    gates = check_gates(numbers, Gates(min_box_match=0.9, max_map_drop=0.05))
+    assert gates["verdict"] == "not checked" and not gates["checks"], gates
+    assert all(SAME_EVERY_INPUT in skipped for skipped in gates["skipped"]), gates
+    moving = boxes + np.arange(6, dtype=np.float32)[:, None, None]  # the boxes follow the image: judged
+    live = compare(
+        [("boxes", moving), ("scores", scores)],
+        [("boxes", moving), ("scores", scores)],
+        _recipe(tmp_path, "detect"),
+        labels,
+    )  # type: ignore[arg-type]
+    assert live["box_match"] == 1.0 and "map50_drop" in live, live
