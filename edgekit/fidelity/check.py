@@ -44,7 +44,9 @@ from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 11: an output the ONNX model
+# Part of the cached results' digest: bump when the numbers are computed differently. 12: a detector whose boxes
+# and scores are both the same on every input has no box_match or mAP drop (a match then proves nothing). 11: an
+# output the ONNX model
 # gives the same on every input is not judged (`same_every_input`; cosine 1, top-1 agreement 1 and a pass before). 10: an output 0 in the model
 # is judged where the artifact gives values there (cosine 0), and its abs errors are always in the overall figures
 # (9 passed an artifact giving 50 where the model gives 0). 9: a float output the ONNX
@@ -55,7 +57,7 @@ from edgekit.runtimes import Outputs, spec_for
 # classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
 # unquantized integer outputs taken as they are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    11  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    12  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
 # A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
 # output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
