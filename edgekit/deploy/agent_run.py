@@ -64,7 +64,7 @@ from edgekit.results import (
     TargetRun,
 )
 from edgekit.target import Target, python_argv
-from edgekit.transport import Transport
+from edgekit.transport import RunResult, Transport
 
 # the agent's own time limit is the host's for the run plus this: a host still there stops it first, always
 AGENT_DEADLINE_GRACE_S = 120.0
@@ -124,7 +124,7 @@ class AgentRunner(RunRecorder):
         body = build_request(arts, self.settings, inputs_remote(inputs), self.run_dir, runtime)
         body.affinity = self.target.affinity  # the agent pins itself (and the runtime's threads) there
         # a bound of its own, for when this host is gone: it cannot hold the device lock for hours
-        body.deadline_s = round(timeout + AGENT_DEADLINE_GRACE_S, 1)
+        deadline_s = body.deadline_s = round(timeout + AGENT_DEADLINE_GRACE_S, 1)
         local_req = self.local_dir / f"request-{n}.json"
         local_req.parent.mkdir(parents=True, exist_ok=True)
         local_req.write_text(json.dumps(body.model_dump(), indent=1))
@@ -177,6 +177,22 @@ class AgentRunner(RunRecorder):
         self.reader.raise_refused()
         if done.ok and part is not None and part.finished_at:
             return []
+        self._raise_for_exit(transport, done, part, kept, arts, result, deadline_s)
+        return self.after_crash(arts, part, done.exit_status, done.stderr)
+
+    def _raise_for_exit(
+        self,
+        transport: Transport,
+        done: RunResult,
+        part: AgentResult | None,
+        kept: AgentResult | None,
+        arts: list[AgentArtifact],
+        result: str,
+        deadline_s: float,
+    ) -> None:
+        """The agent ended without finishing: raise what a restart cannot mend (the device's disk full, a work dir
+        it cannot write, its own deadline, a result file not read, a bad affinity, its own error), recording the
+        artifacts it left unmeasured; return for a crash, which invoke restarts after."""
         if "No space left on device" in done.stderr:  # restarting cannot help: name it, record the rest
             free = transport.free_bytes(".")
             raise DeviceDiskFull(
@@ -207,7 +223,7 @@ class AgentRunner(RunRecorder):
                     art, f"timed out: the agent stopped itself ({_tail(done.stderr, 1)})", ErrorCode.TIMEOUT
                 )
             raise AgentError(
-                f"the agent stopped itself at its deadline ({body.deadline_s:g} s): {_tail(done.stderr)}",
+                f"the agent stopped itself at its deadline ({deadline_s:g} s): {_tail(done.stderr)}",
                 where=self.target.name,
                 hint=f"raise {self.timeout_knob()}, or lower repeat/threads",
             )
@@ -230,7 +246,6 @@ class AgentRunner(RunRecorder):
                 if done.exit_status == EXIT_LOCKED
                 else None,
             )
-        return self.after_crash(arts, part, done.exit_status, done.stderr)
 
     def timeout_knob(self) -> str:
         """What sets this run's time limit: bench has no recipe, its runs (runs/bench-...) take --timeout."""
