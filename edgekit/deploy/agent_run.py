@@ -177,8 +177,8 @@ class AgentRunner(RunRecorder):
         self.reader.raise_refused()
         if done.ok and part is not None and part.finished_at:
             return []
-        self._raise_for_exit(transport, done, part, kept, arts, result, deadline_s)
-        return self.after_crash(arts, part, done.exit_status, done.stderr)
+        crashed = self._raise_for_exit(transport, done, part, kept, arts, result, deadline_s)
+        return self.after_crash(arts, crashed, done.exit_status, done.stderr)
 
     def _raise_for_exit(
         self,
@@ -189,10 +189,10 @@ class AgentRunner(RunRecorder):
         arts: list[AgentArtifact],
         result: str,
         deadline_s: float,
-    ) -> None:
+    ) -> AgentResult:
         """The agent ended without finishing: raise what a restart cannot mend (the device's disk full, a work dir
         it cannot write, its own deadline, a result file not read, a bad affinity, its own error), recording the
-        artifacts it left unmeasured; return for a crash, which invoke restarts after."""
+        artifacts it left unmeasured; for a crash, which invoke restarts after, its result file's part."""
         if "No space left on device" in done.stderr:  # restarting cannot help: name it, record the rest
             free = transport.free_bytes(".")
             raise DeviceDiskFull(
@@ -246,6 +246,7 @@ class AgentRunner(RunRecorder):
                 if done.exit_status == EXIT_LOCKED
                 else None,
             )
+        return part
 
     def timeout_knob(self) -> str:
         """What sets this run's time limit: bench has no recipe, its runs (runs/bench-...) take --timeout."""

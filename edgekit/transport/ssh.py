@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import ConnectError, HostNameError, TransportError
+from edgekit.errors import ConnectError, EdgekitError, HostNameError, TransportError
 from edgekit.target import Target
 from edgekit.target.host_names import HOST_HINT, host_name_problem, shown_host
 from edgekit.transport import ssh_exec, ssh_key_hints, ssh_keys
@@ -83,49 +83,7 @@ class SshTransport(Transport):
         except paramiko.SSHException as exc:
             stalled = stalled_after_greeting(client)
             self._drop(client)
-            if stalled is not None and not isinstance(exc, paramiko.AuthenticationException):
-                raise stalled_error(t, self.address, stalled) from None
-            if ssh_keys.is_unknown_key(exc):
-                raise ssh_key_hints.unknown_key_error(t, self.address) from None
-            if isinstance(exc, paramiko.AuthenticationException):
-                raise ConnectError(
-                    f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",
-                    where=self.address,
-                    hint="check `user` and `key` of the target",
-                ) from None
-            if "banner" in str(exc) and closed_by_peer(exc):
-                raise closed_at_once_error(self.address) from None
-            if ("banner" in str(exc) or "No existing session" in str(exc)) and t.proxy_command:
-                raise ConnectError(
-                    f"no SSH greeting came through the proxy_command within {t.connect_timeout:g} s (it runs, "
-                    "but nothing answered as an SSH server at its far end)",
-                    where=self.address,
-                    hint="run the target's proxy_command by hand, %h %p %r filled in: it should print the SSH "
-                    "greeting (SSH-2.0-...); is %p the device's SSH port (a Pi: 22, Termux: 8022)?",
-                ) from None
-            if "banner" in str(exc) or "No existing session" in str(exc):
-                raise ConnectError(
-                    f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
-                    "but sent no SSH banner)",
-                    where=self.address,
-                    hint=f"the emulated device's sshd is frozen or stuck: `edgekit emu down {t.emulated.device} && "
-                    f"edgekit emu up {t.emulated.device}`"
-                    if t.emulated is not None  # the port is the device's own: restarting it is the cure
-                    else "is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
-                ) from None
-            if "No authentication methods available" in str(exc):  # no key given, none in ~/.ssh or an agent
-                raise ConnectError(
-                    f"SSH failed: no key to log in as {t.user or 'the current user'}: the target names no `key` "
-                    "and none was found in ~/.ssh or an ssh-agent",
-                    where=self.address,
-                    hint=f"set `key:` in the target file ({t.source or 'targets/NAME.yaml'}; for a lab target "
-                    "the lab.yaml of the targets folder) or `--set key=PATH`",
-                ) from None
-            if isinstance(exc, paramiko.ProxyCommandFailure):  # ProxyPipe's: the program named, no arguments
-                raise ConnectError(
-                    f"SSH failed: the proxy_command {exc.command} failed ({exc.error})", where=self.address
-                ) from None
-            raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
+            raise _ssh_failure(t, self.address, exc, key, stalled) from None
         except ValueError as exc:
             # UnicodeError: the idna codec refuses an empty or over-long part of the name (one that came past the
             # target schema: a lab place's, a device state's)
@@ -403,3 +361,54 @@ def _unreached_hint(t: Target) -> str:
         f"board's? `edgekit lab` shows the place's ssh address and holder; `labgrid-client -p {place.name} show` "
         "what it matches (the exporter's YAML sets the address)"
     )
+
+
+def _ssh_failure(
+    t: Target, address: str, exc: paramiko.SSHException, key: str | None, stalled: str | None
+) -> EdgekitError:
+    """The error a failed SSH handshake or login is said as: a server that greeted then stalled, an unknown host
+    key, a refused login, a proxy_command that failed or brought no greeting, a port with no SSH server, no key to
+    log in with; else paramiko's own words."""
+    if stalled is not None and not isinstance(exc, paramiko.AuthenticationException):
+        return stalled_error(t, address, stalled)
+    if ssh_keys.is_unknown_key(exc):
+        return ssh_key_hints.unknown_key_error(t, address)
+    if isinstance(exc, paramiko.AuthenticationException):
+        return ConnectError(
+            f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",
+            where=address,
+            hint="check `user` and `key` of the target",
+        )
+    if "banner" in str(exc) and closed_by_peer(exc):
+        return closed_at_once_error(address)
+    if ("banner" in str(exc) or "No existing session" in str(exc)) and t.proxy_command:
+        return ConnectError(
+            f"no SSH greeting came through the proxy_command within {t.connect_timeout:g} s (it runs, "
+            "but nothing answered as an SSH server at its far end)",
+            where=address,
+            hint="run the target's proxy_command by hand, %h %p %r filled in: it should print the SSH "
+            "greeting (SSH-2.0-...); is %p the device's SSH port (a Pi: 22, Termux: 8022)?",
+        )
+    if "banner" in str(exc) or "No existing session" in str(exc):
+        return ConnectError(
+            f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
+            "but sent no SSH banner)",
+            where=address,
+            hint=f"the emulated device's sshd is frozen or stuck: `edgekit emu down {t.emulated.device} && "
+            f"edgekit emu up {t.emulated.device}`"
+            if t.emulated is not None  # the port is the device's own: restarting it is the cure
+            else "is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
+        )
+    if "No authentication methods available" in str(exc):  # no key given, none in ~/.ssh or an agent
+        return ConnectError(
+            f"SSH failed: no key to log in as {t.user or 'the current user'}: the target names no `key` "
+            "and none was found in ~/.ssh or an ssh-agent",
+            where=address,
+            hint=f"set `key:` in the target file ({t.source or 'targets/NAME.yaml'}; for a lab target "
+            "the lab.yaml of the targets folder) or `--set key=PATH`",
+        )
+    if isinstance(exc, paramiko.ProxyCommandFailure):  # ProxyPipe's: the program named, no arguments
+        return ConnectError(
+            f"SSH failed: the proxy_command {exc.command} failed ({exc.error})", where=address
+        )
+    return ConnectError(f"SSH failed: {exc}", where=address)
