@@ -115,7 +115,7 @@ def bench_cmd(
     Wall times on emulated targets are labelled `emulated`: they are not device latency.
     """
     from edgekit.cli.deploy import parse_threads
-    from edgekit.deploy import AgentArtifact, Settings, host_target
+    from edgekit.deploy import Settings, host_target
     from edgekit.deploy.expected_cpu import check_run
     from edgekit.deploy.plan import check_before_work
     from edgekit.report.bench_table import bench_table
@@ -133,34 +133,7 @@ def bench_cmd(
         from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)
-    stated = sidecar_format(artifact)
-    read = None
-    theirs = stated is None and fmt is None and artifact.suffix == ".tflite" and artifact.is_file()
-    if theirs:  # someone else's .tflite: what its tensors say
-        from edgekit.estimate.runs_as import tflite_format
-
-        read = tflite_format(artifact)
-    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated) or read)
-    art = dataclasses.replace(art, id=art.format.value)  # named as deploy names it: tflite-fp32, not its stem
-    source = (
-        "as edgekit made it: its metadata beside it"
-        if stated is not None
-        else "from --format"
-        if fmt is not None
-        else "read from its tensors; --format sets another"
-        if read is not None
-        else f"the {artifact.suffix} default; --format sets another, e.g. a reduced-precision build"
-    )
-    if stated is None and fmt is None and artifact.suffix == ".mnn":
-        # MNN's Python API does not say a .mnn's weight precision (fp16 weights read as float): not guessed
-        art = dataclasses.replace(art, id=artifact.name)
-        console.print(
-            f"format mnn (precision not read from the file): run as {art.format.value}, MNN's precision high; "
-            "--format mnn-fp16 or mnn-int8 runs it as one",
-            highlight=False,
-        )
-    else:
-        console.print(f"format {art.format.value} ({plain(source)})", highlight=False)
+    art = _artifact_to_bench(artifact, fmt)
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)
@@ -221,6 +194,42 @@ def bench_cmd(
     )
     if not ok:
         raise typer.Exit(2 if run.bad_input else 1)
+
+
+def _artifact_to_bench(artifact: Path, fmt: Format | None) -> AgentArtifact:
+    """The file as the agent runs it, named as deploy names it, and which format it runs as, said with where that
+    came from (the sidecar edgekit wrote, --format, the .tflite's tensors, or the suffix's default)."""
+    from edgekit.deploy import AgentArtifact
+
+    stated = sidecar_format(artifact)
+    read = None
+    theirs = stated is None and fmt is None and artifact.suffix == ".tflite" and artifact.is_file()
+    if theirs:  # someone else's .tflite: what its tensors say
+        from edgekit.estimate.runs_as import tflite_format
+
+        read = tflite_format(artifact)
+    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated) or read)
+    art = dataclasses.replace(art, id=art.format.value)  # named as deploy names it: tflite-fp32, not its stem
+    source = (
+        "as edgekit made it: its metadata beside it"
+        if stated is not None
+        else "from --format"
+        if fmt is not None
+        else "read from its tensors; --format sets another"
+        if read is not None
+        else f"the {artifact.suffix} default; --format sets another, e.g. a reduced-precision build"
+    )
+    if stated is None and fmt is None and artifact.suffix == ".mnn":
+        # MNN's Python API does not say a .mnn's weight precision (fp16 weights read as float): not guessed
+        art = dataclasses.replace(art, id=artifact.name)
+        console.print(
+            f"format mnn (precision not read from the file): run as {art.format.value}, MNN's precision high; "
+            "--format mnn-fp16 or mnn-int8 runs it as one",
+            highlight=False,
+        )
+    else:
+        console.print(f"format {art.format.value} ({plain(source)})", highlight=False)
+    return art
 
 
 def as_deploy_names(agent: AgentResult) -> AgentResult:
