@@ -135,31 +135,7 @@ def profile_cmd(
         from edgekit.profile_tflite import check_threads
 
         check_threads(threads)  # before any file is read or model written: the count would not be repeatable
-    if (
-        input_shape is not None
-        and artifact.suffix in (".tflite", ".onnx")
-        and not _free_onnx(artifact)
-        and not _free_tflite(artifact)
-        and not _states_shape(artifact, parse_shape(input_shape, "--input-shape"))
-    ):
-        # it was ignored: the prefix models are cut from the file and counted at the shape it states
-        raise UsageError(
-            f"--input-shape {input_shape}: on {target} a {artifact.suffix} is counted at the input shape the file "
-            "states (every prefix model is cut from it); --input-shape is for an ncnn .param without its "
-            "model.io.json, or an .onnx or .tflite whose input has free dimensions (a free height and width)",
-            where="--input-shape",
-            hint="leave --input-shape out; to count another input size, convert the model at that size",
-        )
-    if artifact.suffix == ".onnx" and threads > 1:
-        raise UsageError(
-            f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads one "
-            "inference of a 2-convolution model counted 15 M to 55 M instructions run to run, its thread pool "
-            "waiting, so the difference of two prefixes is not a node's work)",
-            where="--threads",
-            hint="profile at --threads 1 (where one node's count is its work); `edgekit bench FILE --target "
-            "pi4-emu` counts a whole inference; on a board or host, onnxruntime's profiler times each node at "
-            "any thread count",
-        )
+    _check_counted_args(artifact, target, threads, input_shape)
     if artifact.suffix == ".tflite":
         from edgekit.runtimes.tflite import load_tflite
 
@@ -197,6 +173,38 @@ def profile_cmd(
         return
     for line in format_table(result, top):
         typer.echo(line)
+
+
+def _check_counted_args(artifact: Path, target: str, threads: int, input_shape: str | None) -> None:
+    """Options a count on an emulated core cannot honour, refused before any guest run (exit 2): --input-shape on
+    a file that states its shape, and --threads above 1 for onnxruntime's per-node counts."""
+    from edgekit.cli.shapes import parse_shape
+
+    if (
+        input_shape is not None
+        and artifact.suffix in (".tflite", ".onnx")
+        and not _free_onnx(artifact)
+        and not _free_tflite(artifact)
+        and not _states_shape(artifact, parse_shape(input_shape, "--input-shape"))
+    ):
+        # it was ignored: the prefix models are cut from the file and counted at the shape it states
+        raise UsageError(
+            f"--input-shape {input_shape}: on {target} a {artifact.suffix} is counted at the input shape the file "
+            "states (every prefix model is cut from it); --input-shape is for an ncnn .param without its "
+            "model.io.json, or an .onnx or .tflite whose input has free dimensions (a free height and width)",
+            where="--input-shape",
+            hint="leave --input-shape out; to count another input size, convert the model at that size",
+        )
+    if artifact.suffix == ".onnx" and threads > 1:
+        raise UsageError(
+            f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads one "
+            "inference of a 2-convolution model counted 15 M to 55 M instructions run to run, its thread pool "
+            "waiting, so the difference of two prefixes is not a node's work)",
+            where="--threads",
+            hint="profile at --threads 1 (where one node's count is its work); `edgekit bench FILE --target "
+            "pi4-emu` counts a whole inference; on a board or host, onnxruntime's profiler times each node at "
+            "any thread count",
+        )
 
 
 def _check_cores(threads: int, target: str, device: str) -> None:
