@@ -27,7 +27,10 @@ EDGEKIT = [str(Path(sys.executable).parent / "edgekit")]
 
 
 def start_deploy(
-    tmp_path: Path, recipe: Path = TINY, formats: tuple[str, ...] = ("tflite-fp32", "ncnn-fp32")
+    tmp_path: Path,
+    recipe: Path = TINY,
+    formats: tuple[str, ...] = ("tflite-fp32", "ncnn-fp32"),
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[str], Path, Path, Path]:
     work, out, store = tmp_path / "device", tmp_path / "run.json", tmp_path / "store.sqlite"
     args = [
@@ -56,12 +59,18 @@ def start_deploy(
         "connect_timeout=3",
     ]
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
     return proc, work, out, store
 
 
-def wait_measured(work: Path, proc: subprocess.Popen[str], timeout: float = 300) -> bool:
+def wait_measured(
+    work: Path, proc: subprocess.Popen[str], timeout: float = 300, every_s: float = 0.1
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         for result in work.glob("runs/*/result-0.json"):
@@ -70,7 +79,7 @@ def wait_measured(work: Path, proc: subprocess.Popen[str], timeout: float = 300)
                     return True
             except (ValueError, KeyError, OSError):
                 pass
-        time.sleep(0.1)
+        time.sleep(every_s)
     return False
 
 
@@ -106,7 +115,9 @@ def deploy_frozen_after_a_measurement(
     proc, work, out, store = start_deploy(tmp_path)
     stopped: list[int] = []
     try:
-        assert wait_measured(work, proc), proc.communicate(timeout=60)
+        # looked for every 10 ms (a 3 kB read): the freeze must land inside ncnn-fp32's measurement (1-2 s here),
+        # which a 0.1 s poll left 3-6x over, not much on a faster machine
+        assert wait_measured(work, proc, every_s=0.01), proc.communicate(timeout=60)
         for pid in sshd_tree():
             with contextlib.suppress(ProcessLookupError):  # a session that ended meanwhile
                 os.kill(pid, signal.SIGSTOP)
@@ -144,7 +155,14 @@ def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the
 
 
 def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path) -> None:
-    proc, work, out, store = start_deploy(tmp_path)
+    # two formats of one runtime (one agent) with a 10-minute cool-down between its measurements: the Ctrl-C
+    # lands while the agent waits to measure the second, however fast the device (tflite-fp32 then ncnn-fp32, one
+    # agent each, left the second agent's start-up and measurement, 2-5 s here, to outlast the poll and the stop)
+    recipe = tmp_path / "tiny.yaml"
+    text = TINY.read_text()
+    assert "cooldown_s: 0}" in text
+    recipe.write_text(text.replace("cooldown_s: 0}", "cooldown_s: 600}"))
+    proc, work, out, store = start_deploy(tmp_path, recipe, ("ncnn-fp32", "ncnn-fp16"))
     stdout, stderr, seconds = ctrl_c_when(proc, lambda: wait_measured(work, proc))
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert seconds < 30, seconds
@@ -153,8 +171,8 @@ def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path
         (run,) = result.runs
         assert run.interrupted and run.agent is not None
         got = {m.artifact: m for m in run.agent.measurements}
-        assert got["tflite-fp32"].status == "ok"
-        assert got["ncnn-fp32"].status == "failed" and "interrupted" in (got["ncnn-fp32"].error or "")
+        assert got["ncnn-fp32"].status == "ok"
+        assert got["ncnn-fp16"].status == "failed" and "interrupted" in (got["ncnn-fp16"].error or "")
     # the link was whole: what the agent saved was fetched and its run folder removed (it was left in silence)
     assert "interrupted: fetching what was measured and removing runs/" in stdout + stderr, stdout[-2000:]
     runs = work / "runs"
@@ -175,18 +193,26 @@ def test_ctrl_c_while_counting_a_thread_split_keeps_the_measurement(pi4_emu, tmp
     text = TINY.read_text()
     assert "threads: [1, 2]" in text
     recipe.write_text(text.replace("threads: [1, 2]", "threads: [1, 4]"))
-    proc, _, out, store = start_deploy(tmp_path, recipe, ("ncnn-fp32",))
+    # a count cache of its own (an earlier deploy of tiny in this worker may have counted the split: then it is
+    # never counted here); the session's conversion cache, so nothing is converted again
+    home, session_cache = tmp_path / "home", Path(os.environ["EDGEKIT_HOME"]) / "cache"
+    session_cache.mkdir(parents=True, exist_ok=True)
+    home.mkdir()
+    (home / "cache").symlink_to(session_cache, target_is_directory=True)
+    proc, _, out, store = start_deploy(tmp_path, recipe, ("ncnn-fp32",), {"EDGEKIT_HOME": str(home)})
     seen: list[str] = []
 
     def counting_split() -> bool:
+        """True once the split is said and its qemu guest runs below edgekit: the Ctrl-C then lands while it
+        counts, however fast the guest (a fixed 0.5 s after the line assumed a guest of over 0.5 s)."""
         assert proc.stdout is not None
         for line in proc.stdout:
             seen.append(line)
             if "splits between 4 threads" in line:
-                return True
+                return _qemu_below(proc, within_s=120)
         return False
 
-    stdout, stderr, seconds = ctrl_c_when(proc, counting_split, settle=0.5)
+    stdout, stderr, seconds = ctrl_c_when(proc, counting_split)
     said = "".join(seen) + stdout
     assert proc.returncode == 130, said[-2000:] + stderr[-2000:]
     assert seconds < 30, seconds
@@ -196,6 +222,19 @@ def test_ctrl_c_while_counting_a_thread_split_keeps_the_measurement(pi4_emu, tmp
         (m,) = run.agent.measurements if run.agent else []
         assert m.artifact == "ncnn-fp32" and m.status == "ok" and m.threads == 1 and m.instructions_per_invoke
         assert run.interrupted  # `runs` lists it as interrupted, not as a run that failed ('ok: no')
+
+
+def _qemu_below(proc: subprocess.Popen[str], within_s: float) -> bool:
+    """True once a qemu-aarch64 guest runs below `proc`; False when `proc` ended first or `within_s` passed."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "qemu-aarch64" in child.name():
+                        return True
+        time.sleep(0.01)
+    return False
 
 
 def _cwd(proc: psutil.Process) -> str:
@@ -218,6 +257,24 @@ def _appears(proc: subprocess.Popen[str], work: Path, pattern: str, within_s: fl
         return False
 
     return started
+
+
+def _child_runs(proc: subprocess.Popen[str], module: str, within_s: float) -> Any:
+    """A wait for ctrl_c_when: True once a child of `proc` runs `module` (its cmdline names it once it is
+    exec'd), False when `proc` ended first or `within_s` passed."""
+
+    def runs() -> bool:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(proc.pid).children():
+                    with contextlib.suppress(psutil.Error):
+                        if module in child.cmdline():
+                            return True
+            time.sleep(0.05)
+        return False
+
+    return runs
 
 
 def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_path: Path) -> None:
@@ -255,7 +312,11 @@ def test_ctrl_c_while_keeping_tflite_ops_in_float_leaves_no_folder(tmp_path: Pat
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     work = home / "cache" / "work"
 
-    stdout, stderr, _ = ctrl_c_when(proc, _appears(proc, work, "selective-*", 300), settle=1.0, timeout=60)
+    # at once when the TensorFlow child runs: it cannot have finished then, however fast the machine (1 s after
+    # its folder appeared assumed a TensorFlow import of over 1 s)
+    stdout, stderr, _ = ctrl_c_when(
+        proc, _child_runs(proc, "edgekit.convert.tflite_selective", 300), timeout=60
+    )
     assert proc.returncode == 130 and "interrupted (Ctrl-C" in stderr, stdout + stderr
     assert not list(work.glob("*")), list(work.glob("*"))
 
