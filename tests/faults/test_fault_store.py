@@ -77,7 +77,14 @@ def test_ctrl_c_while_waiting_for_the_store_write_lock_stops_the_wait_and_keeps_
         db.record(failed_at_connect())
     hold = "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
     hold += "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(300)"
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
+    # 3 s of cool-down between tflite-fp32 x1 and x2: the holder below (a Python start-up) always takes the lock
+    # before the deploy records, however quick the rest of the deploy (without it: x2, the pull, the ONNX
+    # reference and the comparison, under a second here)
+    tiny = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
+    text = tiny.read_text()
+    assert "threads: [1, 2]" in text and "cooldown_s: 0}" in text
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(text.replace("cooldown_s: 0}", "cooldown_s: 3}"))
     args = [EDGEKIT, "deploy", str(recipe), "-f", "tflite-fp32", "--repeat", "1", "--warmup", "0"]
     proc = subprocess.Popen(
         [*args, "--samples", "2", "--json", str(out), "--store", str(store)],
