@@ -172,15 +172,19 @@ def board(tmp_path: Path) -> Iterator[tuple[Path, Path, LinkProxy]]:
 
 
 def deploy_with(
-    tmp_path: Path, target: Path, on_line: Callable[[str, subprocess.Popen[str]], None], *extra: str
+    tmp_path: Path,
+    target: Path,
+    on_line: Callable[[str, subprocess.Popen[str]], None],
+    *extra: str,
+    recipe: Path = TINY,
 ) -> tuple[int, str, float, DeployResult | None]:
-    """`edgekit deploy` of the tiny recipe to `target` (no host), `on_line` called with each line it says as it
-    says it; its exit code, everything it said, when it exited (time.monotonic()), its --json."""
+    """`edgekit deploy` of the tiny recipe (or `recipe`) to `target` (no host), `on_line` called with each line it
+    says as it says it; its exit code, everything it said, when it exited (time.monotonic()), its --json."""
     out = tmp_path / "run.json"
     args = [
         *EDGEKIT,
         "deploy",
-        str(TINY),
+        str(recipe),
         "--target",
         str(target),
         "--format",
@@ -403,12 +407,17 @@ def test_one_ctrl_c_while_connecting_exits_130_at_once(tmp_path: Path) -> None:
 
 
 # -- r12 #1: a link dropped while the agent runs, back within connect_timeout ---------------------------------------
-MID_RUN = (
-    "--threads",
-    "1,2",
-    "--repeat",
-    "300",
-)  # the 2-thread measurement still runs when the 1-thread one is said
+MID_RUN = ("--threads", "1,2")  # two measurements in one agent: a cool-down between them (mid_run_recipe)
+
+
+def mid_run_recipe(tmp_path: Path) -> Path:
+    """tiny with a 30 s cool-down between measurements: the agent still runs when the 1-thread one is said, however
+    fast the device (a 2-thread measurement of 1500 invocations left a few tenths of a second)."""
+    text = TINY.read_text()
+    assert "cooldown_s: 0}" in text
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(text.replace("cooldown_s: 0}", "cooldown_s: 30}"))
+    return recipe
 
 
 @pytest.mark.parametrize("back", [True, False])
@@ -428,7 +437,7 @@ def test_a_link_dropped_mid_run_reconnects_within_connect_timeout_and_pulls(
             threading.Timer(1.5, proxy.restore).start()
 
     at = At(proxy, "lhp: tflite-fp32 x1 ok", cut, rate=0)
-    code, said, end, result = deploy_with(tmp_path, target, at, *MID_RUN)
+    code, said, end, result = deploy_with(tmp_path, target, at, *MID_RUN, recipe=mid_run_recipe(tmp_path))
     seconds = end - (at.at or 0)
     assert at.at is not None, said[-3000:]
     assert code == 1, said[-3000:]  # the 2-thread measurement and ncnn-fp32 were not run
