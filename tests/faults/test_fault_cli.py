@@ -115,8 +115,9 @@ def deploy_frozen_after_a_measurement(
     proc, work, out, store = start_deploy(tmp_path)
     stopped: list[int] = []
     try:
-        # looked for every 10 ms (a 3 kB read): the freeze must land inside ncnn-fp32's measurement (1-2 s here),
-        # which a 0.1 s poll left 3-6x over, not much on a faster machine
+        # looked for every 10 ms (a 3 kB read), not 0.1 s: the freeze must land before ncnn-fp32's measurement is
+        # streamed (its own agent's start-up and run under qemu, 2-5 s here). No cool-down there: nothing could stop
+        # the sleeping agent behind a frozen link, and it would hold pi4-emu's lock for the next tests
         assert wait_measured(work, proc, every_s=0.01), proc.communicate(timeout=60)
         for pid in sshd_tree():
             with contextlib.suppress(ProcessLookupError):  # a session that ended meanwhile
