@@ -91,32 +91,38 @@ def proxied(local_sshd) -> Iterator[tuple[object, LinkProxy]]:  # type: ignore[n
 
 
 def test_a_slow_live_upload_is_not_a_frozen_device(proxied, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """96 kB at 16 kB/s (6 s; a 32 kB SFTP write acknowledged every 2 s) with io_timeout 4: the old deadline
-    (0.96 s + io_timeout) cut it at 5 s as a frozen device."""
+    """256 kB at 32 kB/s (8 s; a 32 kB SFTP write acknowledged every second) with io_timeout 4: the old deadline
+    (2.56 s + io_timeout) cut it at 6.6 s as a frozen device. (96 kB at 16 kB/s acknowledged every 2 s, half the
+    silence allowed: a loaded CI machine once stalled the download twin past it.)"""
     target, proxy = proxied
     local = tmp_path / "inputs.npy"
-    local.write_bytes(os.urandom(96_000))
+    local.write_bytes(os.urandom(256_000))
     with open_transport(target) as transport:
         transport.connect()
-        proxy.rate = 16_000
+        proxy.rate = 32_000
         start = time.monotonic()
         put = transport.put(local, "slow/inputs.npy")
         took = time.monotonic() - start
     assert not put.skipped and Path(put.remote).read_bytes() == local.read_bytes()
-    assert took > 5, took  # it was slow: past the old deadline
+    assert took > 7, took  # it was slow: past the old deadline
 
 
 def test_a_slow_live_download_is_not_a_frozen_device(proxied, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The same for a download: the SFTP channel's own timeout (io_timeout) cut a 32 kB read slower than it."""
+    """The same for a download: the SFTP channel's own timeout (io_timeout) cut a read slower than it. 256 kB at
+    32 kB/s, a 32 kB read answered every second: at 16 kB/s (every 2 s, half the 4 s allowed) a loaded CI machine
+    once went 4 s without one ('33 kB of 96 kB received')."""
     target, proxy = proxied
     remote = Path(target.work_dir) / "out.npz"
     remote.parent.mkdir(parents=True, exist_ok=True)
-    remote.write_bytes(os.urandom(96_000))
+    remote.write_bytes(os.urandom(256_000))
     with open_transport(target) as transport:
         transport.connect()
-        proxy.rate = 16_000
+        proxy.rate = 32_000
+        start = time.monotonic()
         got = transport.get("out.npz", tmp_path / "got.npz")
+        took = time.monotonic() - start
     assert got.read_bytes() == remote.read_bytes()
+    assert took > 4 + 1, took  # longer than io_timeout in all: no whole-transfer deadline of that size cut it
 
 
 def test_a_frozen_link_mid_upload_is_cut_after_io_timeout_of_silence(proxied, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
