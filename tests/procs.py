@@ -14,10 +14,26 @@ from pathlib import Path
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
 
 
-def run(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`edgekit ARGS` in a child process (EDGEKIT_HOME: the session's temporary home, tests/conftest.py)."""
+def run(
+    *args: str,
+    cwd: Path | None = None,
+    home: Path | None = None,
+    columns: int | None = None,
+    timeout: float = 600,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """`edgekit ARGS` in a child process, as a user runs it: EDGEKIT_HOME `home` (else the session's temporary
+    home, tests/conftest.py), no store named by an EDGEKIT_STORE of this process (one in `env` is kept), COLUMNS
+    `columns` where given (tables wide enough not to wrap), `env` on top of this process's environment."""
+    environ = {**os.environ}
+    environ.pop("EDGEKIT_STORE", None)
+    if home is not None:
+        environ["EDGEKIT_HOME"] = str(home)
+    if columns is not None:
+        environ["COLUMNS"] = str(columns)
+    environ.update(env)
     return subprocess.run(
-        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ}
+        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=environ
     )
 
 

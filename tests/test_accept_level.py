@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 import pytest
 
 from edgekit.formats import Format
@@ -54,12 +53,7 @@ def _flagged_nights(runs: list[StoredRun], first: int) -> str:
     )
 
 
-def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "300"}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+_edgekit = partial(procs.run, columns=300)
 
 
 def test_a_return_to_the_accepted_level_after_the_key_got_fast_again_is_flagged(tmp_path: Path) -> None:

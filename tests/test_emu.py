@@ -10,9 +10,11 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import paramiko
+import procs
 import psutil
 import pytest
 from typer.testing import CliRunner
@@ -218,7 +220,6 @@ def test_targets_setup_on_a_board_whose_install_fails_exits_1_named(pi4_emu, tmp
     the wheels are, and exits 1, after the real probe, download and push over the real sshd."""
     import os
     import subprocess
-    import sys
 
     sysroot = layout.device_dir("pi4-emu").sysroot
     wrapper = tmp_path / "python3"
@@ -252,7 +253,6 @@ def test_a_deploy_or_check_never_downloads_a_device_only_set_up_does(tmp_path) -
     and the aarch64 wheels (817 MB here): downloads belong to the set-up commands. Refused in a second, with the
     command to run; a device whose shared assets are here (phone-emu beside a built pi4-emu) still builds."""
     import os
-    import sys
 
     from edgekit.emu.build import needs_download
 
@@ -319,13 +319,7 @@ def _link_but_stamps(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
-def _edgekit(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m edgekit ARGS` in this environment (the private emulator home), wide enough not to wrap."""
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
-
+_edgekit = partial(procs.run, columns=200)
 
 # Termux's pkg on a phone whose mirror lacks every package asked for
 FAILING_PKG = """#!/bin/sh

@@ -11,14 +11,13 @@ host's ('emulator host at 98 °C'), exit 0."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_result
@@ -27,12 +26,7 @@ from edgekit.results import CpuFreq
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 
 
-def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "300"}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+_edgekit = partial(procs.run, columns=300)
 
 
 def _store(

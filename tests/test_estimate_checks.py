@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import procs
 import pytest
 from test_counting import CHANNELS, SIZE, write_chain
 
@@ -24,19 +25,6 @@ from edgekit.formats import Format
 from edgekit.runtimes.ncnn import parse_param
 
 BENCHMARK = Path(calibration.__file__).parent / "data" / "ncnn-benchmark"
-
-
-def _cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-        env=env,
-    )
 
 
 def test_the_channels_are_checked_through_the_layers_that_keep_them() -> None:
@@ -101,15 +89,15 @@ def test_a_bare_params_errors_name_the_users_file_its_sidecar_and_its_declared_s
     and hinted 1,3,224,224; a wrong channel count exited 0 (roofline) or crashed the guest (estimate)."""
     shutil.copy(BENCHMARK / "blazeface.param", tmp_path / "bf.param")
     for command in ("roofline", "estimate"):
-        out = _cli(command, "bf.param", "--board", "pi4", cwd=tmp_path)
+        out = procs.run(command, "bf.param", "--board", "pi4", cwd=tmp_path)
         assert out.returncode == 2, out.stderr
         assert "error (InputDataError): bf.param: an ncnn model without its bf.io.json sidecar" in out.stderr
         assert "--input-shape 1,3,128,128" in out.stderr and "zero-weights" not in out.stderr, out.stderr
-        wrong = _cli(command, "bf.param", "--board", "pi4", "--input-shape", "1,4,128,128", cwd=tmp_path)
+        wrong = procs.run(command, "bf.param", "--board", "pi4", "--input-shape", "1,4,128,128", cwd=tmp_path)
         assert wrong.returncode == 2, wrong.stderr
         assert "bf.param: input shape [1, 4, 128, 128] has 4 channels" in wrong.stderr, wrong.stderr
         assert "--input-shape 1,3,128,128" in wrong.stderr and "zero-weights" not in wrong.stderr
-    missing = _cli("roofline", "nothere.param", "--board", "pi4", cwd=tmp_path)
+    missing = procs.run("roofline", "nothere.param", "--board", "pi4", cwd=tmp_path)
     assert missing.returncode == 2 and "no such model file" in missing.stderr, missing.stderr
 
 
@@ -292,11 +280,11 @@ def test_roofline_says_when_its_interval_is_not_validated(tmp_path: Path) -> Non
     for a 144-MAC model, extrapolated 50,000x below anything cross-validated."""
     param = BENCHMARK / "blazeface.param"
     args = ("roofline", str(param), "--input-shape", "1,3,128,128", "--board", "pi4")
-    shown = _cli(*args, cwd=tmp_path)
+    shown = procs.run(*args, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     line = next(x for x in shown.stdout.splitlines() if " interval " in x)
     assert "not validated" in line and "80 %" not in line, shown.stdout
-    data = json.loads(_cli(*args, "--json", cwd=tmp_path).stdout)
+    data = json.loads(procs.run(*args, "--json", cwd=tmp_path).stdout)
     assert data["estimate"]["interval_calibrated"] is False
 
 

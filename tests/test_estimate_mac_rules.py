@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
+import procs
 import pytest
 
 from edgekit.estimate import calibration, cost_model
@@ -18,14 +17,8 @@ from edgekit.formats import Format
 BENCHMARK = Path(calibration.__file__).parent / "data" / "ncnn-benchmark"
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
-
-
 def _json(*args: str, cwd: Path) -> dict:
-    out = _cli(*args, "--json", cwd=cwd)
+    out = procs.run(*args, "--json", cwd=cwd)
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
 
@@ -100,7 +93,7 @@ def test_an_onnx_mac_estimate_is_not_validated_in_roofline_and_estimate_alike(
         assert est["interval_calibrated"] is False, (command, est)
         assert "no calibration figure for onnx-fp32" in est["interval_not_validated"], (command, est)
         assert _q(est) >= cost_model.widest_q() - 1e-3, (command, est)
-    text = _cli("roofline", str(onnx_path), "--board", "pi4", cwd=tmp_path).stdout
+    text = procs.run("roofline", str(onnx_path), "--board", "pi4", cwd=tmp_path).stdout
     line = " ".join(next(x for x in text.splitlines() if "interval" in x).split())
     assert "not validated" in line and "80 %" not in line, text
 

@@ -6,24 +6,17 @@ the real `runs import`, `runs show` and `report --html` on a SQLite store; bench
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_result
 
-
-def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "300"}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+_edgekit = partial(procs.run, columns=300)
 
 
 def test_a_phone_runs_affinity_and_memory_caveats_are_shown(tmp_path: Path) -> None:

@@ -5,14 +5,13 @@ screen. Both reports show a control character as its escape (`\\x1b`), as the te
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_result
@@ -22,12 +21,7 @@ HOSTILE = "\x1b]0;PWNED-TITLE\x07\x1b[2J\x9b31m"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "EDGEKIT_HOME": str(home)}
-    environ.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=environ, timeout=300
-    )
+_edgekit = partial(procs.run, timeout=300)
 
 
 def test_markdown_and_html_reports_show_terminal_escapes_as_text(tmp_path: Path) -> None:

@@ -3,12 +3,11 @@ gate it cannot meet (int8 min_cosine 1.0), recorded in a real SQLite store, then
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
+import procs
 import pytest
 
 from edgekit.report.figures import apart, gate_check
@@ -16,12 +15,7 @@ from edgekit.report.figures import apart, gate_check
 TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
 
 
-def _edgekit(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "300"}  # EDGEKIT_HOME: the session's (conftest)
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+_edgekit = partial(procs.run, columns=300)
 
 
 def _one_line(text: str) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import procs
 
 from edgekit.formats import Format
 from edgekit.report import build
@@ -54,11 +52,7 @@ def test_an_instruction_count_regression_is_circled_on_its_count_and_estimate_pa
 
 
 def _edgekit(tmp_path: Path, *args: str) -> str:
-    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
-    env.pop("EDGEKIT_STORE", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    out = procs.run(*args, home=tmp_path / "home", columns=400, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
 

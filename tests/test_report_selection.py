@@ -3,25 +3,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_result
 from edgekit.store import open_store
 
-
-def _edgekit(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "300"}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+_edgekit = partial(procs.run, columns=300)
 
 
 def test_a_fail_on_regression_gate_with_a_selection_that_matches_nothing_is_bad_input(tmp_path: Path) -> None:

@@ -5,14 +5,13 @@ long error without spaces made `runs show` quadratic in rich's highlighter (50,0
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_result
@@ -20,12 +19,7 @@ from edgekit.report.synthetic import synthetic_result
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
 
-def _edgekit(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "EDGEKIT_HOME": str(home)}
-    environ.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=environ, timeout=timeout
-    )
+_edgekit = partial(procs.run, timeout=300)
 
 
 def _data() -> dict:

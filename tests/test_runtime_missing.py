@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
+import procs
 import pytest
 
 from edgekit.agent.contract import ErrorCode
@@ -37,14 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 needs_mnn = pytest.mark.skipif(importlib.util.find_spec("MNN") is None, reason="needs the MNN package")
 
 
-def _edgekit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+_edgekit = partial(procs.run, columns=200)
 
 
 def _without_mnn(device_python: str, folder: Path) -> Path:

@@ -21,10 +21,12 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import procs
 import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
@@ -471,12 +473,7 @@ def test_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
         open_store(str(tmp_path / "garbage.sqlite"))
 
 
-def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDGEKIT_HOME": str(home)}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+_edgekit = partial(procs.run, timeout=300)
 
 
 def _damage(path: Path, table: str) -> None:

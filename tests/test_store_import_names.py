@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 import pytest
 
 from edgekit.formats import Format
@@ -25,13 +24,7 @@ RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
 
-def _edgekit(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "EDGEKIT_HOME": str(home)}
-    environ.pop("EDGEKIT_STORE", None)
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=environ, timeout=300
-    )
+_edgekit = partial(procs.run, timeout=300)
 
 
 def _file(tmp_path: Path, name: str = "result.json", **kw: object) -> tuple[Path, dict]:

@@ -15,9 +15,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import procs
 import pytest
 from sqlalchemy import create_engine, func, select
 
@@ -72,12 +74,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"postgresql+psycopg://edgekit@/{name}?host={sock}"
 
 
-def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EDGEKIT_HOME": str(home)}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+_edgekit = partial(procs.run, timeout=300)
 
 
 def _count(url: str) -> int:

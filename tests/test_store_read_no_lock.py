@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import procs
 import pytest
 from procs import fill_disk, mount_tmpfs
 
@@ -38,11 +39,7 @@ def _run_json(folder: Path) -> Path:
 
 
 def _edgekit(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
-    env.pop("EDGEKIT_STORE", None)
-    return subprocess.run(
-        [EDGEKIT, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=home.parent
-    )
+    return procs.run(*args, home=home, columns=200, timeout=timeout, cwd=home.parent)
 
 
 @pytest.fixture()

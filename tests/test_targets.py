@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import procs
 import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -288,7 +290,6 @@ def test_targets_are_listed_base_first_in_name_order(tmp_path: Path) -> None:
     base before its variants, numbers by value; a user's file still shadows the shipped one of its name."""
     import os
     import subprocess
-    import sys
 
     _write(tmp_path, "transport: ssh\nhost: my-own-pi4.lan\n", "pi4.yaml")  # shadows the shipped pi4
     _write(tmp_path, "transport: ssh\nhost: rack.lan\n", "pi10.yaml")
@@ -319,7 +320,6 @@ def test_a_misspelt_runtime_is_refused_naming_the_field_and_the_runtimes_edgekit
     """`targets check phone-emu --set 'runtimes=[ncnnn]'` exited 0, where every other misspelt field is refused:
     `runtimes:` entries are checked against the runtime registry, with the closest name and the valid ones."""
     import subprocess
-    import sys
 
     from edgekit.runtimes import device_packages
 
@@ -417,7 +417,6 @@ def test_a_target_folder_and_fields_with_brackets_are_listed_as_written(tmp_path
     and an expected CPU `Cortex[red]-A72` as `Cortex-A72` in red. Both print as written; `invalid` stays red."""
     import os
     import subprocess
-    import sys
 
     folder = tmp_path / "t[x]"
     folder.mkdir()
@@ -437,7 +436,6 @@ def test_formats_names_a_target_given_as_a_path_with_brackets_as_written(tmp_pat
     """`edgekit formats --target /data/f[x]/loc[red].yaml` headed its column `/data/f/loc.yaml`, in red."""
     import os
     import subprocess
-    import sys
 
     folder = tmp_path / "f[x]"
     folder.mkdir()
@@ -453,14 +451,7 @@ def test_formats_names_a_target_given_as_a_path_with_brackets_as_written(tmp_pat
     assert str(given) in out.stdout, out.stdout
 
 
-def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **env},
-        timeout=120,
-    )
+_cli = partial(procs.run, columns=200, timeout=120)
 
 
 def test_options_that_would_change_nothing_are_refused_not_dropped(tmp_path: Path) -> None:
