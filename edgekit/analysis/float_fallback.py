@@ -227,8 +227,9 @@ def fix(
         steps[-1].recipe_names = [n for n in names if n not in tail_names] if tail else names
         if steps[-1].passed:
             break
-    result = FixResult(fmt.value, fp32, steps, str(out_dir), weighted, ranked_on=analysis.samples)
-    result.held_plan = held
+    result = FixResult(
+        fmt.value, fp32, steps, str(out_dir), weighted, ranked_on=analysis.samples, held_plan=held
+    )
     return _timed(result, runs, say)
 
 
