@@ -9,6 +9,9 @@
   (tests/test_deploy.py deploys with them, tests/test_targets.py checks the plugin gets them by default).
 - `pi4_emu`: the running pi4-emu device's Target, read for each test; the device is started once for the
   session if it was not running (`_pi4_emu_session`), and stopped at the end only if this session started it.
+- `url`: a store URL, once a SQLite file and once (marked `integration`) a fresh database on a real PostgreSQL
+  server, one server per test module (`pg_server`, started from Debian's postgresql package as `make setup`
+  installs it).
 - Three workers (`make test`'s default, pytest-xdist `-n 3 --dist loadgroup`; `make test PYTEST_WORKERS=` for
   one process): the files in HOST_ONLY touch nothing another test changes (conversions, counting under the
   counting qemu, the host and `local` targets, each worker's own EDGEKIT_HOME) and run on one worker; the files in
@@ -26,8 +29,12 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -332,3 +339,54 @@ def small_file(tmp_path: Path) -> Path:
     path = tmp_path / "probe.py"
     path.write_text("import os, platform\nprint(platform.machine(), os.environ.get('EDGEKIT_EMULATOR'))\n")
     return path
+
+
+def _pg_tool(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} not found: `make setup` installs Debian's postgresql package")
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[Path]:
+    """A throwaway PostgreSQL cluster listening on a Unix socket only; yields the socket folder."""
+    root = Path(tempfile.mkdtemp(prefix="edgekit-pg-"))
+    as_root = os.geteuid() == 0  # initdb refuses root: run the server as the postgres user then
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+    data, sock, log = root / "data", root / "sock", root / "server.log"
+    subprocess.run([*prefix, "mkdir", str(sock)], check=True)
+    initdb = [_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "edgekit", "--no-sync", "-E", "UTF8"]
+    subprocess.run([*prefix, *initdb], check=True, capture_output=True)
+    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=50"
+    start = [_pg_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", opts, "start"]
+    subprocess.run([*prefix, *start], check=True, capture_output=True, timeout=120)
+    try:
+        yield sock
+    finally:
+        stop = [_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        subprocess.run([*prefix, *stop], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: Path) -> str:
+    """A fresh, empty database on the module's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=str(pg_server), user="edgekit", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql+psycopg://edgekit@/{name}?host={pg_server}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL, twice: a SQLite file and a fresh database on a real PostgreSQL server (`integration`)."""
+    return (
+        f"sqlite:///{tmp_path / 'results.sqlite'}"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )

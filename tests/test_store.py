@@ -6,7 +6,6 @@ The tests taking `url` run twice: on a SQLite file and on a real PostgreSQL serv
 
 from __future__ import annotations
 
-import glob
 import math
 import multiprocessing
 import os
@@ -16,10 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -48,53 +44,6 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
 
 def _url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'results.sqlite'}"
-
-
-def _pg_tool(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail(f"PostgreSQL's {name} not found: `make setup` installs Debian's postgresql package")
-    return found[-1]
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[Path]:
-    """A throwaway PostgreSQL cluster listening on a Unix socket only; yields the socket folder."""
-    root = Path(tempfile.mkdtemp(prefix="edgekit-pg-"))
-    as_root = os.geteuid() == 0  # initdb refuses root: run the server as the postgres user then
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres")
-    data, sock, log = root / "data", root / "sock", root / "server.log"
-    run = [*prefix, "mkdir", str(sock)]
-    subprocess.run(run, check=True)
-    initdb = [_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "edgekit", "--no-sync", "-E", "UTF8"]
-    subprocess.run([*prefix, *initdb], check=True, capture_output=True)
-    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=50"
-    start = [_pg_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", opts, "start"]
-    subprocess.run([*prefix, *start], check=True, capture_output=True, timeout=120)
-    try:
-        yield sock
-    finally:
-        stop = [_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
-        subprocess.run([*prefix, *stop], capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_url(pg_server: Path) -> str:
-    """A fresh, empty database on the module's server."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(host=str(pg_server), user="edgekit", dbname="postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"postgresql+psycopg://edgekit@/{name}?host={pg_server}"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return _url(tmp_path) if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
 
 
 def _count(url: str, table: str) -> int:

@@ -5,15 +5,10 @@ recipe and times is not taken for the first, and parallel imports of one file re
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -29,49 +24,6 @@ from edgekit.results import DeployResult
 from edgekit.store import open_store, schema
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
-
-
-def _pg_tool(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail(f"PostgreSQL's {name} not found: `make setup` installs Debian's postgresql package")
-    return found[-1]
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[Path]:
-    """A throwaway PostgreSQL cluster listening on a Unix socket only; yields the socket folder."""
-    root = Path(tempfile.mkdtemp(prefix="edgekit-pg-"))
-    as_root = os.geteuid() == 0  # initdb refuses root: run the server as the postgres user then
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres")
-    data, sock, log = root / "data", root / "sock", root / "server.log"
-    subprocess.run([*prefix, "mkdir", str(sock)], check=True)
-    initdb = [_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "edgekit", "--no-sync", "-E", "UTF8"]
-    subprocess.run([*prefix, *initdb], check=True, capture_output=True)
-    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=50"
-    start = [_pg_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", opts, "start"]
-    subprocess.run([*prefix, *start], check=True, capture_output=True, timeout=120)
-    try:
-        yield sock
-    finally:
-        stop = [_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
-        subprocess.run([*prefix, *stop], capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'results.sqlite'}"
-    import psycopg
-
-    sock = request.getfixturevalue("pg_server")
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(host=str(sock), user="edgekit", dbname="postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"postgresql+psycopg://edgekit@/{name}?host={sock}"
 
 
 _edgekit = partial(procs.run, timeout=300)
