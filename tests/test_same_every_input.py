@@ -145,3 +145,26 @@ def test_a_detector_that_finds_the_same_boxes_on_every_input_is_not_judged(tmp_p
         labels,
     )  # type: ignore[arg-type]
     assert live["box_match"] == 1.0 and "map50_drop" in live, live
+
+
+def test_a_constant_detectors_boxes_the_artifact_moves_still_miss(tmp_path: Path) -> None:
+    """Review r18 #1: the rule above dropped a constant detector's box match and mAP drops whatever their values,
+    so a recipe gating on `min_box_match` or `max_map_drop` alone passed an artifact whose boxes were all 150 px
+    off (box match 0.0) as not checked. Agreeing with constant boxes proves nothing; losing them is a miss."""
+    boxes = np.tile(np.array([[[10, 10, 50, 50], [100, 100, 160, 160]]], np.float32), (6, 1, 1))
+    scores = np.tile(np.array([[[0.9, 0.05], [0.05, 0.9]]], np.float32), (6, 1, 1))
+    labels = [np.array([[0, 10, 10, 50, 50], [1, 100, 100, 160, 160]], np.float32)] * 6
+    ref, moved = [("boxes", boxes), ("scores", scores)], [("boxes", boxes + 150.0), ("scores", scores)]
+    numbers = compare(ref, moved, _recipe(tmp_path, "detect"), labels)  # type: ignore[arg-type]
+    assert "box_match" not in numbers and "map50_drop" not in numbers, numbers
+    for gates, gate in (
+        (Gates(min_box_match=0.9), "min_box_match"),
+        (Gates(max_map_drop=0.05), "max_map_drop"),
+    ):
+        judged = check_gates(numbers, gates)
+        assert judged["verdict"] == "missed" and not judged["passed"], judged
+        assert [(c["gate"], c["passed"]) for c in judged["checks"]] == [(gate, False)], judged
+    assert check_gates(numbers, Gates(min_box_match=0.9))["checks"][0]["value"] == 0.0
+    same = compare(ref, ref, _recipe(tmp_path, "detect"), labels)  # type: ignore[arg-type]
+    agreed = check_gates(same, Gates(min_box_match=0.9, max_map_drop=0.05))  # agreeing is still not a pass
+    assert agreed["verdict"] == "not checked" and not agreed["checks"], agreed

@@ -16,7 +16,8 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
   the artifact agrees with it (every artifact, int8 too, read cosine 1 and top-1 agreement 100 %): its cosine
   figures and a classifier's top-1 agreement and drop are not judged (`not_judged`, `same_every_input`), said as
   for an output 0 in the model. Its cosine figures are kept apart (`unjudged`): an artifact whose cosine misses
-  a gate there differs from the model, a miss. The top-1 of tied logits is arbitrary, so agreement never misses;
+  a gate there differs from the model, a miss, and so are a constant detector's box match and mAP drops (boxes
+  the artifact moves or loses are a difference). The top-1 of tied logits is arbitrary, so agreement never misses;
 - classifier (`task: classify`; the logits are the first output the recipe's `outputs:` names, else the model's
   first output): top-1 agreement with the reference; with labels also top-1 accuracy of both and the drop;
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
@@ -44,20 +45,20 @@ from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 12: a detector whose boxes
-# and scores are both the same on every input has no box_match or mAP drop (a match then proves nothing). 11: an
-# output the ONNX model
-# gives the same on every input is not judged (`same_every_input`; cosine 1, top-1 agreement 1 and a pass before). 10: an output 0 in the model
-# is judged where the artifact gives values there (cosine 0), and its abs errors are always in the overall figures
-# (9 passed an artifact giving 50 where the model gives 0). 9: a float output the ONNX
-# model gives as 0 on every input is not judged (`not_judged`; cosine 1 and a pass before). 8: a classifier's class
-# count kept (`classes`: labels are checked against it on a cache hit too), and the digest holds `outputs:`, the
-# host runtimes' versions and each detection image's labels apart (edgekit.convert.fidelity_stage.fidelity_digest).
-# 7: each output's largest reference value and whether the artifact's output is all zeros (vanished_note). 5: a
-# classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
-# unquantized integer outputs taken as they are; 3: map50_95_drop.
+# Part of the cached results' digest: bump when the numbers are computed differently. 13: a constant detector's box
+# match and mAP drops may still miss (`unjudged`). 12: a detector whose boxes and scores are both the same on every
+# input has no box_match or mAP drop (a match then proves nothing). 11: an output the ONNX model gives the same on
+# every input is not judged (`same_every_input`; cosine 1, top-1 agreement 1 and a pass before). 10: an output 0 in
+# the model is judged where the artifact gives values there (cosine 0), and its abs errors are always in the overall
+# figures (9 passed an artifact giving 50 where the model gives 0). 9: a float output the ONNX model gives as 0 on
+# every input is not judged (`not_judged`; cosine 1 and a pass before). 8: a classifier's class count kept (`classes`:
+# labels are checked against it on a cache hit too), and the digest holds `outputs:`, the host runtimes' versions and
+# each detection image's labels apart (edgekit.convert.fidelity_stage.fidelity_digest). 7: each output's largest
+# reference value and whether the artifact's output is all zeros (vanished_note). 5: a classifier's top-1 read from
+# the output the recipe names; 4: integer outputs compared exactly, TFLite's unquantized integer outputs taken as they
+# are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    12  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    13  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
 # A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
 # output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
@@ -141,11 +142,19 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
         if (
             ref[b][0] in same and ref[s][0] in same
         ):  # the same boxes on every input: matching them proves nothing
-            found = {
-                key: v for key, v in found.items() if key not in ("box_match", "map50_drop", "map50_95_drop")
-            }
+            found = _only_to_miss(numbers, found, ("box_match", "map50_drop", "map50_95_drop"))
         numbers.update(found)
     return numbers
+
+
+def _only_to_miss(numbers: dict[str, Any], found: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """`found` without `keys`, which move to numbers["unjudged"]: figures of an output the ONNX model gives the
+    same on every input, where agreeing proves nothing but missing still misses (check_gates): a constant
+    detector's boxes moved 150 px by the artifact passed `min_box_match` (box match 0.0) as not checked."""
+    held = {key: found[key] for key in keys if found.get(key) is not None}
+    if held:
+        numbers["unjudged"] = {**(numbers.get("unjudged") or {}), **held}
+    return {key: v for key, v in found.items() if key not in keys}
 
 
 def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
@@ -178,8 +187,8 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
             continue
         key, op = rules[gate]
         value = numbers.get(key)
-        held = unjudged.get(key)  # an output the same on every input: its cosine may only miss
-        if held is not None and not held >= limit:
+        held = unjudged.get(key)  # an output the same on every input: its figures may only miss
+        if held is not None and not (held >= limit if op == ">=" else held <= limit):
             checks.append({"gate": gate, "limit": limit, "value": held, "passed": False})
             continue
         if value is None:
