@@ -238,8 +238,9 @@ def _say_met(
             else "the plain artifact's plan keeps every layer int8 (or was not counted), and so do they"
         )
         console.print(
-            f"speed plan: not counted for each candidate; {kept}. `edgekit convert` counts it for the float set "
-            "the recipe names, and may keep other layers float: its size and speed can differ from this one's",
+            f"speed plan: not counted for each candidate; {kept}. `edgekit convert` counts it again for the float "
+            "set the recipe names and may keep other layers float, or fewer: its size, speed and accuracy can "
+            "differ from this candidate's (convert judges the recipe's gates on what it writes)",
             highlight=False,
         )
     weighted = set(outcome.weighted)
