@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgekit.formats import Format
-from edgekit.report import baseline
+from edgekit.report import levels
 from edgekit.report.regression import detect_latest
 from edgekit.report.synthetic import synthetic_result
 from edgekit.store import StoredRun
@@ -76,8 +76,8 @@ def test_the_pooled_bound_is_the_drift_of_every_level_and_narrower_than_three_ni
     rng = np.random.default_rng(5)
     nights = [rng.normal(100, 2, 50) * np.exp(rng.normal(0, 0.02)) for _ in range(3)]
     earlier = [rng.normal(130, 2, 50) * np.exp(rng.normal(0, 0.02)) for _ in range(20)]
-    own = baseline.night_bound(nights)
-    pooled = baseline.pooled_bound(nights, [earlier])
+    own = levels.night_bound(nights)
+    pooled = levels.pooled_bound(nights, [earlier])
     assert pooled < own
     assert 0.04 < pooled < 0.15
-    assert baseline.pooled_bound(nights, []) == own  # nothing earlier: the bound of the nights themselves
+    assert levels.pooled_bound(nights, []) == own  # nothing earlier: the bound of the nights themselves

@@ -10,11 +10,8 @@ from dataclasses import replace
 
 from edgekit.report.baseline import (
     Entry,
-    TooFewRuns,
-    Verdict,
     Walk,
     accepted,
-    judge_key,
     key_series,
     lost_speedup,
     on_counts,
@@ -33,6 +30,7 @@ from edgekit.report.flags import (
 )
 from edgekit.report.series import HOST, series_key
 from edgekit.report.unreliable import busy_flag
+from edgekit.report.verdict import TooFewRuns, Verdict, judge_key
 from edgekit.results import Measurement, TargetRun
 from edgekit.store import StoredRun
 
