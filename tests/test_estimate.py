@@ -7,9 +7,11 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -625,18 +627,73 @@ def test_a_graph_without_macs_has_a_roofline_but_no_mac_based_estimate(tmp_path:
     assert est.returncode == 2 and "no estimate" in est.stderr and "edgekit convert" in est.stderr
 
 
-@pytest.mark.integration
-def test_estimate_command_counts_once_and_reuses_the_count(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _cli_in(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`edgekit ARGS` with EDGEKIT_HOME `home`, tables 200 columns wide."""
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def _estimate_chain(home: Path, param: Path, board: str, *more: str) -> subprocess.CompletedProcess[str]:
+    """`edgekit estimate` of write_chain's .param at its input shape, with EDGEKIT_HOME `home`."""
+    shape = f"1,{CHANNELS},{SIZE},{SIZE}"
+    return _cli_in(home, "estimate", str(param), "--board", board, "--input-shape", shape, *more)
+
+
+@dataclasses.dataclass(frozen=True)
+class CountedChain:
+    """write_chain's two convolutions as a bare .param (no .bin: counted on zero weights, a copy in the data dir)
+    and `estimate --json` of it in a fresh EDGEKIT_HOME, first on the Pi 4 and then on the Pi 5 (each run counted
+    under qemu: the Pi 4's with its simulated caches, the Pi 5's with llvm-mca's cycles)."""
+
+    param: Path
+    home: Path
+    pi4: subprocess.CompletedProcess[str]
+    pi5: subprocess.CompletedProcess[str]
+
+    def cli(self, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return _cli_in(home, *args)
+
+    def estimate(self, home: Path, board: str, *more: str) -> subprocess.CompletedProcess[str]:
+        return _estimate_chain(home, self.param, board, *more)
+
+    def home_copy(self) -> Path:
+        """The counted home copied (file times kept), for a test that adds to it, uses or prunes its entries. Beside
+        it, its path as long as the original's: a count follows the length of the zero-weights copy's path (1,000,598
+        instructions in a home named `hA`, 1,000,841 in `hlonger`), and a pruned count is to be counted again
+        exactly."""
+        home = Path(tempfile.mkdtemp(prefix="home-", dir=self.home.parent))
+        shutil.copytree(self.home, home, dirs_exist_ok=True)
+        return home
+
+
+@pytest.fixture(scope="module")
+def counted_chain(tmp_path_factory: pytest.TempPathFactory) -> CountedChain:
+    """The counts under qemu made once for the tests that read them (each counting run takes seconds); the tests
+    that change the home work on a copy of it."""
     from edgekit.emu.plugin import build as plugin_build
 
     if not plugin_build.is_built():
         pytest.fail("the counting plugin is not built: run `edgekit emu build-plugin`")
-    param = write_chain(tmp_path / "chain", 2)
-    shape = f"1,{CHANNELS},{SIZE},{SIZE}"
-    first = _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--json")
-    assert first.returncode == 0, first.stderr
+    folder = tmp_path_factory.mktemp("counted")
+    param = write_chain(folder / "chain", 2)
+    param.with_suffix(".bin").unlink()  # a bare .param: counted on zero weights, a copy in the data dir
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=folder))  # as long as home_copy's
+    pi4 = _estimate_chain(home, param, "pi4", "--json")
+    assert pi4.returncode == 0, pi4.stderr
+    pi5 = _estimate_chain(home, param, "pi5", "--json")
+    assert pi5.returncode == 0, pi5.stderr
+    return CountedChain(param, home, pi4, pi5)
+
+
+@pytest.mark.integration
+def test_estimate_command_counts_once_and_reuses_the_count(
+    counted_chain: CountedChain,
+) -> None:
+    """The first estimate of a model counts it under qemu (saying how long it took), the next ones (the text view,
+    another thread count) take that count from the cache."""
+    first = counted_chain.pi4  # the first estimate in a fresh home
     data = json.loads(first.stdout)
     assert data["count"]["cpu"] == "cortex-a72" and data["count"]["instructions"] > 500_000
     assert not data["count"]["cached"] and len(data["count"]["mix"][0]) == 5
@@ -645,67 +702,60 @@ def test_estimate_command_counts_once_and_reuses_the_count(
     )  # progress: how long it took
     accesses, l1, l2 = data["count"]["window_misses"]  # the Pi 4's caches simulated: L1D and L2
     assert accesses > l1 >= l2 > 0
-    assert "cache misses" in _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape).stdout
+    home = counted_chain.home_copy()
+    assert "cache misses" in counted_chain.estimate(home, "pi4").stdout
     est = data["estimate"]
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"]
     # a chain of 0.6 M instructions is below the calibration models' reach: not validated, so no level stated
     assert not est["interval_calibrated"] and est["interval_level"] is None
     assert est["estimate_ms"] >= data["roofline"]["lower_bound_ms"]
     assert "default options" in data["runs_as"]  # a bare .param runs as benchncnn runs it
-    # LLVM has no model of the Pi 4's A72: no llvm-mca cycles counted, no cycle forms weighed (the Pi 5's: below)
+    # LLVM has no model of the Pi 4's A72: no llvm-mca cycles counted, no cycle forms weighed (the Pi 5's:
+    # test_a_bare_param_labelled_ncnn_fp32_counts_what_edgekits_ncnn_fp32_counts)
     assert data["count"]["cycles"] is None  # null in the JSON (it was -1.0)
     assert not any("cycles" in name for name in est["cross_validation"]["weights"])
-    again = json.loads(
-        _cli(
-            "estimate", str(param), "--board", "pi4", "--threads", "4", "--input-shape", shape, "--json"
-        ).stdout
-    )
+    again = json.loads(counted_chain.estimate(home, "pi4", "--threads", "4", "--json").stdout)
     assert again["count"]["cached"] and again["count"]["instructions"] == data["count"]["instructions"]
     assert again["estimate"]["threads"] == 4
 
 
 @pytest.mark.integration
-def test_counts_and_zero_weights_are_listed_and_pruned_by_edgekit_cache(tmp_path: Path) -> None:
+def test_counts_and_zero_weights_are_listed_and_pruned_by_edgekit_cache(
+    counted_chain: CountedChain,
+) -> None:
     """The count cache and the zero-weight copies grew with every model estimated and nothing listed or removed
-    them: `edgekit cache` lists both, a count served is a use, `prune` removes the unused ones (a pruned count is
-    counted again)."""
-    from edgekit.emu.plugin import build as plugin_build
-
-    if not plugin_build.is_built():
-        pytest.fail("the counting plugin is not built: run `edgekit emu build-plugin`")
-    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600, env=env
-        )
-
-    param = write_chain(tmp_path / "chain", 2)
-    param.with_suffix(".bin").unlink()  # a bare .param: counted on zero weights, a copy in the data dir
-    shape = f"1,{CHANNELS},{SIZE},{SIZE}"
-    first = cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--json")
-    assert first.returncode == 0, first.stderr
-    listed = cli("cache")
+    them: `edgekit cache` lists both, each core has its own count, a count served is a use, `prune` removes the
+    unused ones (a pruned count is counted again)."""
+    param, home = counted_chain.param, counted_chain.home_copy()
+    first = counted_chain.pi4
+    assert json.loads(counted_chain.pi5.stdout)["count"]["cached"] is False  # another core: its own count
+    listed = counted_chain.cli(home, "cache")
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[1]: line for line in listed.stdout.splitlines() if line.split()[1:2]}
     assert "count" in rows and "zero-weights" in rows, listed.stdout
-    (entry,) = [p for p in (tmp_path / "home" / "counts").glob("*.json") if p.name != "digests.json"]
-    (zeros,) = (tmp_path / "home" / "zero-weights").iterdir()
+    entries = {
+        json.loads(p.read_text())["device"]: p
+        for p in (home / "counts").glob("*.json")
+        if p.name != "digests.json"
+    }
+    assert sorted(entries) == ["pi4-emu", "pi5-emu"], entries
+    (zeros,) = (home / "zero-weights").iterdir()
     old = time.time() - 40 * 86400
-    for path in (entry, zeros):
+    for path in (*entries.values(), zeros):
         os.utime(path, (old, old))
-    served = json.loads(
-        cli("estimate", str(param), "--board", "pi5", "--input-shape", shape, "--json").stdout
-    )
-    assert served["count"]["cached"] is False  # another core: its own count; the pi4 one stays unused
-    dry = cli("cache", "prune", "--older-than", "30d", "--dry-run")
+    served = json.loads(counted_chain.estimate(home, "pi5", "--json").stdout)
+    assert (
+        served["count"]["cached"] is True
+    )  # a use of the pi5 count and of the copy; the pi4 count stays unused
+    dry = counted_chain.cli(home, "cache", "prune", "--older-than", "30d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert f"would remove count of {param.name} on pi4-emu, 1 thread" in dry.stdout, dry.stdout
+    assert "pi5-emu" not in dry.stdout  # served: a use
     assert "zero-weights" not in dry.stdout  # the pi5 estimate used the copy: a use
-    done = cli("cache", "prune", "--older-than", "30d")
+    done = counted_chain.cli(home, "cache", "prune", "--older-than", "30d")
     assert done.returncode == 0 and "1 entry, freed" in done.stdout, done.stdout + done.stderr
-    assert not entry.exists() and zeros.is_dir()
-    again = json.loads(cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--json").stdout)
+    assert not entries["pi4-emu"].exists() and entries["pi5-emu"].exists() and zeros.is_dir()
+    again = json.loads(counted_chain.estimate(home, "pi4", "--json").stdout)
     assert again["count"]["cached"] is False  # pruned: counted again
     assert again["count"]["instructions"] == json.loads(first.stdout)["count"]["instructions"]
 
@@ -1495,17 +1545,13 @@ def test_a_bare_param_labelled_ncnn_fp32_runs_and_is_counted_with_fp16_off(tmp_p
 
 @pytest.mark.integration
 def test_a_bare_param_labelled_ncnn_fp32_counts_what_edgekits_ncnn_fp32_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    counted_chain: CountedChain,
 ) -> None:
-    from edgekit.emu.plugin import build as plugin_build
-
-    if not plugin_build.is_built():
-        pytest.skip("counting plugin not built")
-    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
-    param = write_chain(tmp_path / "bare", 2)
-    shaped = ["--input-shape", f"1,{CHANNELS},{SIZE},{SIZE}", "--json"]
-    fp32 = _cli("estimate", str(param), "--board", "pi5", "--format", "ncnn-fp32", *shaped)
-    default = _cli("estimate", str(param), "--board", "pi5", *shaped)
+    """The same bare .param counted with --format ncnn-fp32 (fp16 arithmetic off) and with ncnn's defaults (the
+    count made for counted_chain) on the Pi 5's A76."""
+    home = counted_chain.home_copy()
+    fp32 = counted_chain.estimate(home, "pi5", "--format", "ncnn-fp32", "--json")
+    default = counted_chain.pi5
     assert fp32.returncode == 0 and default.returncode == 0, fp32.stderr + default.stderr
     n32, n16 = (json.loads(o.stdout)["count"]["instructions"] for o in (fp32, default))
     # on the Pi 5's A76 (LLVM models it) the count's blocks are timed by llvm-mca and the estimate weighs the
