@@ -17,6 +17,7 @@
      |    +-- ConnectionLost  the connection dropped during a stage
      |    +-- DeviceDiskFull  the device's work dir has less free space than the run needs (free vs needed)
      |    +-- DeviceFileTooLarge  a file on the device over what edgekit downloads (refused before reading it)
+     |    +-- RemotePathIsFolder  an upload's remote path is a folder on the device (refused, the partial removed)
      |    +-- WorkDirError    the target's work dir (or a folder in it) cannot be created or written on the device
      |                        (exit 2; 1 when the device's disk is at fault: read-only, full, an I/O error)
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
@@ -113,6 +114,17 @@ class RemoteTimeout(TransportError):
 
 class DeviceFileTooLarge(TransportError):
     """A file on the device is larger than edgekit downloads: refused before any byte of it is read."""
+
+
+class RemotePathIsFolder(TransportError):
+    """An upload's remote `path` is a folder on the device: the file is not moved into it (mv would), its partial
+    upload is removed and nothing is reported sent."""
+
+    def __init__(
+        self, message: str, *, path: str = "", where: str | None = None, hint: str | None = None
+    ) -> None:
+        self.path = path
+        super().__init__(message, where=where, hint=hint)
 
 
 class DeviceTimeout(TransportError):

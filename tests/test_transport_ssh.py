@@ -266,11 +266,12 @@ def test_put_many_uploads_in_two_round_trips_and_skips_what_the_device_holds(
     real = ssh_files.exec_simple
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ssh_files, "exec_simple", lambda *a, **k: execs.append(a[1]) or real(*a, **k))
-        # a file twice: sent once, as put() after put(); a folder made beside them (a run's outputs/)
+        # a file twice: sent once, as its last pair (the earlier one superseded); a folder made beside them (a
+        # run's outputs/)
         got = pi4_transport.put_many([*pairs, pairs[0]], dirs=[f"{scratch_name}/z/outputs"])
     assert len(execs) == 2, execs
     assert pi4_transport.run(["test", "-d", f"{scratch_name}/z/outputs"], timeout=30).ok
-    assert [(p.skipped, p.bytes_sent) for p in got] == [(False, 1000), (False, 1001), (True, 0), (True, 0)]
+    assert [(p.skipped, p.bytes_sent) for p in got] == [(True, 0), (False, 1001), (True, 0), (False, 1000)]
     for (local, _remote), put in zip([*pairs, pairs[0]], got, strict=True):
         assert pi4_transport.sha256(put.remote) == put.sha256 == ssh_files.sha256_file(local)
     for folder in ("x", "y"):

@@ -150,8 +150,12 @@ def run(
     return RunResult(command, status, out.decode(errors="replace"), err_text, time.monotonic() - start)
 
 
-def exec_simple(link: Link, command: str, *, check: bool = False, timeout: float = 120.0) -> str:
-    """A short helper command (no pid marker); returns stdout."""
+def exec_simple(
+    link: Link, command: str, *, check: bool = False, timeout: float = 120.0, step: str = ""
+) -> str:
+    """A short helper command (no pid marker); returns stdout. One that outlives `timeout` returns what it printed,
+    unless `step` names what it was for: then it is a RemoteTimeout naming that step and the device (its output
+    cut short would be misread: files counted absent, a rename taken for a failed check)."""
     chan = link.open_channel(command)
     with link.deadline(f"`{command.split()[0]}`", timeout + link.target.io_timeout):
         out, err, timed_out = collect(
@@ -161,6 +165,12 @@ def exec_simple(link: Link, command: str, *, check: bool = False, timeout: float
             raise EOFError("the channel closed without an exit status")
         status = -1 if timed_out else chan.recv_exit_status()
         chan.close()
+    if timed_out and step:
+        raise RemoteTimeout(
+            f"{step} did not finish within {timeout:g} s on the device; its output was cut short and not used",
+            where=link.address,
+            hint="the device is slow or overloaded (a large file hashed under emulation): try again when it is idle",
+        )
     if check and status != 0:
         raise TransportError(
             f"`{shown_command(command)}` failed ({status}): {err.decode(errors='replace').strip()}",

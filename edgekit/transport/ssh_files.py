@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import DeviceDiskFull, TransportError, WorkDirError
+from edgekit.errors import DeviceDiskFull, RemotePathIsFolder, TransportError, WorkDirError
 from edgekit.transport.base import PutResult, sha256_file
 from edgekit.transport.limits import check_download_size
 from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
@@ -44,6 +44,7 @@ _FAULT_HINT = (  # WorkDirError.device_fault: the disk, not the path (exit 1)
 )
 # the lines of put_many's and upload_room's scripts, told apart from anything a login prints
 _PUT_MARK, _DIR_MARK, _DF_MARK = "edgekit-put-", "edgekit-dir-", "edgekit-df:"
+_SCRIPT_S_PER_FILE = 120.0  # put_many's and upload_room's scripts: put()'s bound, for each file (hashed)
 _NO_DIR = "edgekit-no-dir:"  # the first word of what _in_dir prints when the folder cannot be made or written
 _DISK_HINT = (
     "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
@@ -116,7 +117,12 @@ class RemoteFiles:
     def put_many(self, pairs: list[tuple[Path, str]], dirs: Sequence[str] = ()) -> list[PutResult]:
         """put() of each (local, remote) pair in two round trips instead of two per file (about 0.3 s each even on
         127.0.0.1: a session, a shell): one script makes every parent folder, hashes and touches what the device
-        holds; the changed files go up by SFTP under partial names; one script checks each sha256 and renames."""
+        holds; the changed files go up by SFTP under partial names; one script checks each sha256 and renames.
+
+        The last pair for a remote path wins, as put() after put() leaves it: only it is sent (or skipped when the
+        device holds it); an earlier pair for that path sends nothing, and its result is the last one's file
+        (skipped, 0 bytes). A remote path that is a folder is RemotePathIsFolder; a script that outlives its bound
+        is RemoteTimeout naming its step."""
         locals_ = [Path(local) for local, _remote in pairs]
         for local in locals_:
             if not local.is_file():
@@ -126,31 +132,80 @@ class RemoteFiles:
         self.link.connected()
         digests = [sha256_file(local) for local in locals_]
         paths = [self._abs(remote) for _local, remote in pairs]
-        have = self._held(paths, [self._abs(d) for d in dirs])
+        last = {path: i for i, path in enumerate(paths)}  # each remote path's deciding pair: its last
+        have = self._held(list(last), [self._abs(d) for d in dirs])
         results: dict[int, PutResult] = {}
         sent: list[tuple[int, str]] = []  # (pair, its partial upload) to check and rename
-        first = {(path, digest): i for i, (path, digest) in reversed(list(enumerate(zip(paths, digests))))}
-        for i, (local, path) in enumerate(zip(locals_, paths, strict=True)):
-            if have.get(i) == digests[i] or first[path, digests[i]] != i:  # held, or earlier in this batch
-                results[i] = PutResult(local, path, digests[i], 0, True)  # touched: in use, not stale
+        for n, (path, i) in enumerate(last.items()):
+            if have.get(n) == digests[i]:
+                results[i] = PutResult(locals_[i], path, digests[i], 0, True)  # touched: in use, not stale
             else:
-                sent.append((i, self._upload(local, path, [tmp for _i, tmp in sent])))
-        checks = "; ".join(
-            f'if [ "$({self.sha_cmd(tmp)})" = {digests[i]} ] && mv -f -- {shlex.quote(tmp)} '
-            f"{shlex.quote(paths[i])}; then echo {_PUT_MARK}{i}=ok; else rm -f -- {shlex.quote(tmp)}; fi"
-            for i, tmp in sent
-        )
-        # each file's check keeps put()'s bound of its own (a large model hashed under emulation)
-        ok = set(exec_simple(self.link, checks, timeout=120.0 * len(sent)).split()) if sent else set()
-        self.partials.difference_update(tmp for _i, tmp in sent)
-        for i, _tmp in sent:
-            if f"{_PUT_MARK}{i}=ok" not in ok:
-                raise TransportError(
-                    f"sha256 of the uploaded {locals_[i].name} does not match; upload discarded",
-                    where=f"{self.link.address}:{paths[i]}",
-                )
-            results[i] = PutResult(locals_[i], paths[i], digests[i], locals_[i].stat().st_size, False)
+                sent.append((i, self._upload(locals_[i], path, [tmp for _i, tmp in sent])))
+        if sent:
+            self._settle(sent, locals_, paths, digests)
+            for i, _tmp in sent:
+                results[i] = PutResult(locals_[i], paths[i], digests[i], locals_[i].stat().st_size, False)
+        for i, path in enumerate(paths):
+            w = last[path]  # i superseded by a later pair for its path (w): what w left there
+            results.setdefault(i, PutResult(locals_[w], path, digests[w], 0, True))
         return [results[i] for i in range(len(pairs))]
+
+    def _settle(
+        self, sent: list[tuple[int, str]], locals_: list[Path], paths: list[str], digests: list[str]
+    ) -> None:
+        """One script for every (pair, partial) in `sent`: its sha256 checked and the partial renamed onto its path,
+        or removed. A path that is a folder is refused before the rename (`mv` would move the file into it; GNU
+        `mv -T` is not on busybox or Termux); a failed check and a failed rename are said as such."""
+        checks = []
+        for i, tmp in sent:
+            said = f"{_PUT_MARK}{i}="  # the mark of this file's answer
+            q, t = shlex.quote(paths[i]), shlex.quote(tmp)
+            checks.append(
+                f"if [ -d {q} ]; then rm -f -- {t}; echo {said}folder; "
+                f'elif [ "$({self.sha_cmd(tmp)})" != {digests[i]} ]; then rm -f -- {t}; echo {said}sha; '
+                f"elif e=$(mv -f -- {t} {q} 2>&1); then echo {said}ok; "
+                f"else rm -f -- {t}; printf '{said}mv %s\\n' \"$(printf %s \"$e\" | tr '\\n' ' ')\"; fi"
+            )
+        # each file's check keeps put()'s bound of its own (a large model hashed under emulation)
+        out = exec_simple(
+            self.link,
+            "; ".join(checks),
+            timeout=_SCRIPT_S_PER_FILE * len(sent),
+            step=f"checking the sha256 of {len(sent)} uploaded file(s) and renaming them into place",
+        )
+        answers: dict[int, str] = {}
+        for line in out.splitlines():
+            key, _, word = line.strip().partition("=")
+            if key.startswith(_PUT_MARK) and key[len(_PUT_MARK) :].isdigit():
+                answers.setdefault(int(key[len(_PUT_MARK) :]), word)
+        self.partials.difference_update(tmp for _i, tmp in sent)  # each renamed or removed by the script
+        for i, _tmp in sent:
+            answer, name, where = answers.get(i, ""), locals_[i].name, f"{self.link.address}:{paths[i]}"
+            if answer == "ok":
+                continue
+            if answer == "folder":
+                raise RemotePathIsFolder(
+                    f"the remote path {paths[i]} is a folder on the device: {name} was not put there (nor into "
+                    "it); upload discarded",
+                    path=paths[i],
+                    where=self.link.address,
+                    hint="give the file's own path (the folder's name plus the file's), or remove the folder",
+                )
+            if answer.startswith("mv"):
+                why = answer[2:].strip() or "mv failed"
+                raise TransportError(
+                    f"the uploaded {name} passed its sha256 check but cannot be renamed into place: {why}; upload "
+                    "discarded",
+                    where=where,
+                )
+            if answer == "sha":
+                raise TransportError(
+                    f"sha256 of the uploaded {name} does not match; upload discarded", where=where
+                )
+            raise TransportError(
+                f"the device did not confirm the upload of {name} (its check script said {answer or 'nothing'!r})",
+                where=where,
+            )
 
     def _held(self, paths: list[str], dirs: list[str]) -> dict[int, str]:
         """The sha256 of each path the device holds (by index; absent: ''), every parent and each of `dirs` made
@@ -169,7 +224,12 @@ class RemoteFiles:
                 for i in members
             )
             script.append(f"echo {_DIR_MARK}{n}; {self._in_dir(parent, hashes or 'true')}")
-        out = exec_simple(self.link, "; ".join(script), timeout=120.0 * len(paths))
+        out = exec_simple(
+            self.link,
+            "; ".join(script),
+            timeout=_SCRIPT_S_PER_FILE * max(1, len(paths)),  # never 0: folders alone (put_many([], dirs))
+            step=f"making the upload's folders and hashing the {len(paths)} file(s) the device may hold",
+        )
         sections = out.split(_DIR_MARK)
         have: dict[int, str] = {}
         for n, parent in enumerate(parents):
@@ -327,25 +387,26 @@ class RemoteFiles:
 
     def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
         """How many bytes uploading `pairs` (local, remote) would send: files the device lacks or holds
-        different (one round trip for all of them)."""
+        different (one round trip for all of them), each remote path once, as its last pair (put_many sends only
+        that one)."""
         if not pairs:
             return 0
-        script = "; ".join(f"printf '%s\\n' \"$({self.sha_cmd(self._abs(remote))})\"" for _l, remote in pairs)
+        last = _last_per_path(pairs, self._abs)
+        script = "; ".join(f"printf '%s\\n' \"$({self.sha_cmd(path)})\"" for path in last)
         have = exec_simple(self.link, script).split("\n")
-        return sum(
-            Path(local).stat().st_size
-            for i, (local, _r) in enumerate(pairs)
-            if (have[i].strip() if i < len(have) else "") != sha256_file(Path(local))
-        )
+        return _to_send(pairs, last, lambda n: have[n].strip() if n < len(have) else "")
 
     def upload_room(self, pairs: list[tuple[Path, str]]) -> tuple[int | None, int]:
         """Transport.upload_room in one round trip (mkdir, df and bytes_to_send's hashes were three)."""
         work = self._abs(".")
         df = f"df -Pk -- {shlex.quote(work)} 2>/dev/null | awk 'NR==2 {{print $4}}'"
         then = f"printf '{_DF_MARK}%s\\n' \"$({df})\""
-        for i, (_local, remote) in enumerate(pairs):
-            then += f"; printf '{_PUT_MARK}{i}=%s\\n' \"$({self.sha_cmd(self._abs(remote))})\""
-        out = exec_simple(self.link, self._in_dir(work, then), timeout=120.0 * max(1, len(pairs))).strip()
+        last = _last_per_path(pairs, self._abs)
+        for n, path in enumerate(last):
+            then += f"; printf '{_PUT_MARK}{n}=%s\\n' \"$({self.sha_cmd(path)})\""
+        out = exec_simple(
+            self.link, self._in_dir(work, then), timeout=_SCRIPT_S_PER_FILE * max(1, len(last))
+        ).strip()
         self._check_dir(work, out)
         lines = [line.strip() for line in out.splitlines()]
         kb = next((line[len(_DF_MARK) :] for line in lines if line.startswith(_DF_MARK)), "")
@@ -356,12 +417,7 @@ class RemoteFiles:
             if line.startswith(_PUT_MARK):
                 index, _, digest = line[len(_PUT_MARK) :].partition("=")
                 have[index] = digest
-        to_send = sum(
-            Path(local).stat().st_size
-            for i, (local, _remote) in enumerate(pairs)
-            if have.get(str(i), "") != sha256_file(Path(local))
-        )
-        return int(kb) * 1024, to_send
+        return int(kb) * 1024, _to_send(pairs, last, lambda n: have.get(str(n), ""))
 
     def sha256(self, remote: str) -> str | None:
         """The sha256 of a remote file, or None when it does not exist."""
@@ -426,6 +482,21 @@ class RemoteFiles:
             's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
             f"}} >/dev/null 2>&1; {listed}}}; true"
         )
+
+
+def _last_per_path(pairs: list[tuple[Path, str]], abs_path: Callable[[str], str]) -> dict[str, int]:
+    """Each remote path (absolute) of `pairs` and the index of its last pair, the one put_many sends."""
+    return {abs_path(remote): i for i, (_local, remote) in enumerate(pairs)}
+
+
+def _to_send(pairs: list[tuple[Path, str]], last: dict[str, int], held: Callable[[int], str]) -> int:
+    """Bytes of the last pair of each path (`last`) whose file the device does not hold (`held`: the sha256 it has
+    of the n-th path, '' when none): a path listed twice counts once, as it is sent once."""
+    return sum(
+        Path(pairs[i][0]).stat().st_size
+        for n, i in enumerate(last.values())
+        if held(n) != sha256_file(Path(pairs[i][0]))
+    )
 
 
 def _kb(n: int) -> str:
