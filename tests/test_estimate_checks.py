@@ -296,3 +296,29 @@ def test_a_count_beyond_the_calibration_range_says_the_threads_it_was_taken_at()
     assert "0.641 M instructions (99 threads): fewer than any calibration model" in notes, notes
     notes = " ".join(cost_model.estimate("pi4", feats, 1).caveats)
     assert "0.641 M instructions (1 thread): fewer" in notes, notes
+
+
+@pytest.mark.parametrize("board", ["pi4", "pi5"])
+def test_a_one_thread_graph_estimate_reads_the_stored_cross_validation(
+    board: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph-only estimate at one thread (`roofline`, `estimate` of a model without counts) has the split
+    ('busiest') among its features, which no stored procedure key held: each run cross-validated the whole
+    procedure again (614 fits, ~1.5 s). At one thread no form reads the split, so the stored figures without it
+    are the same procedure's: the same summary as computing it, without computing it."""
+    from edgekit.estimate import crossval
+
+    available = ("busiest", "macs", "params")
+    assert crossval.procedure_key(board, 1, available) not in crossval.stored_procedure_errors()
+    compute = crossval.procedure_errors
+
+    def computed_again(*args: object) -> None:
+        raise AssertionError(f"the procedure was cross-validated again for {args}")
+
+    crossval.procedure_cv.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(crossval, "procedure_errors", computed_again)
+        stored = crossval.procedure_cv(board, 1, available)
+    crossval.procedure_cv.cache_clear()
+    computed = crossval.procedure_summary(compute(board, 1, available))
+    assert stored == pytest.approx(computed, rel=1e-6), (stored, computed)  # stored to 8 digits
