@@ -1167,34 +1167,55 @@ for kind in ("fp32", "fp16", "dynamic", "int8"):
 """
 
 
-@pytest.mark.integration
-def test_a_tflite_without_metadata_is_read_from_its_tensors(tmp_path: Path) -> None:
-    """A .tflite without its artifact.json was estimated as a bare ncnn model: an ncnn-validated 80 % interval
-    (`interval_calibrated: true`, no note) for a runtime no calibration figure covers, and the roofline at ncnn's
-    float peak for a full-integer model. Its precision is read from its tensors now; TFLite is uncalibrated."""
-    import os
+BATCH_MATMUL_SCRIPT = """
+import sys, tensorflow as tf
 
-    from edgekit.estimate.runs_as import tflite_format
+@tf.function(input_signature=[tf.TensorSpec([1, 16, 256], tf.float32)])
+def f(x):
+    scores = tf.linalg.matmul(x, x, adjoint_a=True)  # [1, 256, 256], each output sums over 16
+    out = tf.linalg.matmul(tf.nn.softmax(scores), x, adjoint_b=True)  # [1, 256, 16], each over 256
+    return tf.math.cumsum(out, axis=1)  # no MACs: named as left out
 
+conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+open(f"{sys.argv[1]}/bmm.tflite", "wb").write(conv.convert())
+"""
+
+
+@pytest.fixture(scope="module")
+def tflite_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of TFLITE_VARIANTS_SCRIPT's fp32, fp16, dynamic and int8 .tflite files and BATCH_MATMUL_SCRIPT's
+    bmm.tflite, converted in one TensorFlow process (its start-up is most of a conversion's seconds) for the tests
+    that read them."""
+    folder = tmp_path_factory.mktemp("tflite")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run(
-        [sys.executable, "-c", TFLITE_VARIANTS_SCRIPT, str(tmp_path)],
+        [sys.executable, "-c", TFLITE_VARIANTS_SCRIPT + BATCH_MATMUL_SCRIPT, str(folder)],
         check=True,
         capture_output=True,
         env=env,
         timeout=300,
     )
+    return folder
+
+
+@pytest.mark.integration
+def test_a_tflite_without_metadata_is_read_from_its_tensors(tflite_files: Path) -> None:
+    """A .tflite without its artifact.json was estimated as a bare ncnn model: an ncnn-validated 80 % interval
+    (`interval_calibrated: true`, no note) for a runtime no calibration figure covers, and the roofline at ncnn's
+    float peak for a full-integer model. Its precision is read from its tensors now; TFLite is uncalibrated."""
+    from edgekit.estimate.runs_as import tflite_format
+
     for kind in ("fp32", "fp16", "dynamic", "int8"):
-        assert tflite_format(tmp_path / f"{kind}.tflite") is Format(f"tflite-{kind}"), kind
+        assert tflite_format(tflite_files / f"{kind}.tflite") is Format(f"tflite-{kind}"), kind
     # a --format the tensors contradict is refused (tflite-fp32 put a dynamic-range model's bound at the fp32
     # peak); the one they say is taken
-    dynamic = str(tmp_path / "dynamic.tflite")
+    dynamic = str(tflite_files / "dynamic.tflite")
     wrong = _cli("roofline", dynamic, "--board", "pi4", "--format", "tflite-fp32")
     assert wrong.returncode == 2 and "tensors say tflite-dynamic" in wrong.stderr, wrong.stderr
     assert _cli("roofline", dynamic, "--board", "pi4", "--format", "tflite-dynamic").returncode == 0
-    bound = _cli("roofline", str(tmp_path / "int8.tflite"), "--board", "pi4", "--json")
+    bound = _cli("roofline", str(tflite_files / "int8.tflite"), "--board", "pi4", "--json")
     assert bound.returncode == 0 and json.loads(bound.stdout)["roofline"]["precision"] == "int8", bound.stderr
-    out = _cli("estimate", str(tmp_path / "int8.tflite"), "--board", "pi4", "--json")
+    out = _cli("estimate", str(tflite_files / "int8.tflite"), "--board", "pi4", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["runs_as"].startswith("tflite-int8 (read from its tensors")
@@ -1366,36 +1387,11 @@ def test_an_onnx_estimate_says_it_is_mac_based_and_another_runtimes_file_where_t
     assert "edgekit bench FILE --target pi4-emu" in refused.stderr
 
 
-BATCH_MATMUL_SCRIPT = """
-import sys, tensorflow as tf
-
-@tf.function(input_signature=[tf.TensorSpec([1, 16, 256], tf.float32)])
-def f(x):
-    scores = tf.linalg.matmul(x, x, adjoint_a=True)  # [1, 256, 256], each output sums over 16
-    out = tf.linalg.matmul(tf.nn.softmax(scores), x, adjoint_b=True)  # [1, 256, 16], each over 256
-    return tf.math.cumsum(out, axis=1)  # no MACs: named as left out
-
-conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
-open(sys.argv[1], "wb").write(conv.convert())
-"""
-
-
 @pytest.mark.integration
-def test_a_batch_matmul_with_adjoints_counts_the_products_it_computes(tmp_path: Path) -> None:
+def test_a_batch_matmul_with_adjoints_counts_the_products_it_computes(tflite_files: Path) -> None:
     """adj_x: the lhs [1, 16, 256] contracts over 16, not 256; the reader counted 16x the MACs of the first
     product (17.8 M for an attention block of 2.1 M) and its "bound" sat above the estimate."""
-    import os
-
-    path = tmp_path / "bmm.tflite"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run(
-        [sys.executable, "-c", BATCH_MATMUL_SCRIPT, str(path)],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=300,
-    )
-    cost = analyze(path)
+    cost = analyze(tflite_files / "bmm.tflite")
     assert cost.macs_by_op == {"BATCH_MATMUL": 2 * 256 * 16 * 256}
     assert any("CUMSUM x1" in n for n in cost.notes) and not any("SOFTMAX" in n for n in cost.notes)
 
