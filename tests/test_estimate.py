@@ -376,7 +376,10 @@ def test_interval_is_conformal_and_refuses_levels_the_data_cannot_support() -> N
 
 
 def test_estimate_is_labelled_and_never_looks_measured() -> None:
-    feats = cost_model.Features(100_000_000, 3_500_000, False, {}, 300_000_000)
+    # a count's features, its mix and activations included (without them no stored cross-validation matched:
+    # each estimate's held-out errors were computed here)
+    mix = (56_900_000, 17_900_000, 6_300_000, 6_300_000, 12_600_000)
+    feats = cost_model.Features(100_000_000, 3_500_000, False, {}, 300_000_000, mix, 20_000_000)
     d = cost_model.estimate("pi5", feats, 4).to_dict()
     assert d["label"].startswith("estimate")
     assert not {"p50_ms", "mean_ms", "samples_ms", "min_ms"} & set(d)
