@@ -21,6 +21,7 @@ from typing import Any
 
 from edgekit.convert.ncnn.param import has_int8_layers, read_param
 from edgekit.errors import EdgekitError
+from edgekit.estimate.ncnn_kernels import graph_kernels
 from edgekit.estimate.zero_weights import write_zeros
 from edgekit.paths import data_dir
 
@@ -71,16 +72,19 @@ def models() -> dict[str, BenchModel]:
 
 @cache
 def model_layer_types(name: str) -> frozenset[str]:
-    return frozenset(layer.type for layer in read_param(models()[name].param).layers)
+    """The layer types of a calibration model, and the kernels within them it runs (ncnn_kernels: a fused
+    activation, a dilated convolution, an Interp's mode)."""
+    return frozenset(graph_kernels(models()[name].param))
 
 
 def layer_types() -> frozenset[str]:
-    """Every ncnn layer type some calibration model has: kernels whose speed the published figures speak for."""
+    """Every ncnn layer type and kernel some calibration model has: kernels whose speed the published figures
+    speak for."""
     return frozenset().union(*(model_layer_types(name) for name in models()))
 
 
 def uncalibrated_layer_types(types: Iterable[str]) -> list[str]:
-    """The layer types of a model that no calibration model has (their kernels' speed is not calibrated)."""
+    """The layer types and kernels of a model that no calibration model has (their speed is not calibrated)."""
     return sorted(set(types) - layer_types())
 
 

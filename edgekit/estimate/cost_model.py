@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from edgekit.estimate import calibration, validity
@@ -62,6 +63,7 @@ from edgekit.estimate.forms import (
     fit,
 )
 from edgekit.estimate.groups import kernel_class_summary, novel_layer_models, novel_layer_summary
+from edgekit.estimate.ncnn_kernels import graph_kernels
 from edgekit.estimate.reach import below_calibration, calibration_range, outside_calibration, validated_range
 from edgekit.formats import Format, Runtime
 
@@ -328,9 +330,12 @@ _LEFT_OUT = "not in the MAC count (0 MACs each): "  # the graph readers' note na
 
 
 def graph_layer_types(cost: Any) -> tuple[str, ...]:
-    """What `estimate` checks against the calibration models' layer types: an ncnn graph's layer types; for an
-    ONNX or TFLite graph (another vocabulary), the ops its reader names as neither counted nor left out by design
+    """What `estimate` checks against the calibration models' layer types: an ncnn graph's layer types and the
+    kernels within them (ncnn_kernels: `fused hardswish`, `Convolution dilated`, `Interp bicubic`); for an ONNX
+    or TFLite graph (another vocabulary), the ops its reader names as neither counted nor left out by design
     (Erf, TopK, CUMSUM, a custom-domain op), which no calibration model has either."""
+    if cost.kind == "ncnn" and Path(cost.source).is_file():
+        return graph_kernels(Path(cost.source))
     if cost.layer_types:
         return tuple(cost.layer_types)
     for note in cost.notes:
