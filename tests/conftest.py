@@ -91,6 +91,7 @@ HOST_ONLY = frozenset(
         "test_emulated_host_heat.py",
         "test_estimate.py",
         "test_estimate_checks.py",
+        "test_estimate_graph_errors.py",
         "test_estimate_mac_rules.py",
         "test_explained_accept.py",
         "test_fact_caveats.py",

@@ -7,6 +7,7 @@ A bound from published specs and a MAC count, never a measured latency.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,6 +29,9 @@ from edgekit.errors import UsageError
 from edgekit.estimate.roofline import bound_note
 from edgekit.formats import Precision, Runtime
 from edgekit.terminal import plain
+
+if TYPE_CHECKING:
+    from edgekit.estimate.cost_model import Estimate
 
 
 def roofline_cmd(
@@ -66,6 +70,7 @@ def roofline_cmd(
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
     # with the file's format, int8 kernels, layer types and fp16 flags: `estimate`'s widening and "not validated"
     est = mac_estimate(b.name, cost, runs, artifact, threads, list(notes)) if cost.macs else None
+    clipped = _clip_at_bound(est, r.lower_bound_ms) if est else None
     no_estimate = (
         "none: the graph has no MACs (no convolution or matrix product) for the MAC-based cost model"
     )
@@ -78,7 +83,7 @@ def roofline_cmd(
                 "board": b.name,
                 "threads": threads,
                 "roofline": r.to_dict(),
-                "estimate": est.to_dict() if est else None,
+                "estimate": {**est.to_dict(), **_clip_fields(clipped)} if est else None,
                 **({} if est else {"no_estimate": no_estimate}),
                 "macs_by_op": cost.macs_by_op,
                 "notes": notes,
@@ -141,6 +146,32 @@ def roofline_cmd(
     below = bound_note(cost, r, est, runs.precision)
     for note in [*est.caveats, *([below] if below else [])]:
         console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
+
+
+def _clip_at_bound(est: Estimate, bound_ms: float) -> float | None:
+    """The MAC-based interval's low end clipped at the lower bound (the cost model's own low end returned, None
+    where it was not clipped): mbv3 at 224 printed "lower bound 5.01 ms" beside "interval 1.89 .. 25.3 ms", times
+    its own bound calls impossible. An estimate below the bound is left as it is (bound_note says so): the bound
+    is then in doubt, not the interval."""
+    if est.low_ms >= bound_ms or est.estimate_ms < bound_ms:
+        return None
+    own = float(est.low_ms)
+    est.low_ms = bound_ms
+    est.caveats.append(
+        f"the interval's low end is the roofline lower bound ({ms(bound_ms)} ms): the cost model's own low end, "
+        f"{ms(own)} ms, is below it, faster than the board's published peaks allow"
+    )
+    return own
+
+
+def _clip_fields(own_low_ms: float | None) -> dict[str, Any]:
+    """The JSON's record of the clip: whether low_ms is the roofline bound, and the cost model's own low end."""
+    from edgekit.estimate.cost_model import significant
+
+    return {
+        "low_clipped_at_lower_bound": own_low_ms is not None,
+        "low_ms_before_clip": significant(own_low_ms) if own_low_ms is not None else None,
+    }
 
 
 def register(app: typer.Typer) -> None:
