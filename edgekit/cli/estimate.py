@@ -161,7 +161,8 @@ def estimate_cmd(
             ],
         )
     else:
-        feats, counted = _count(artifact, b, threads, shape, cost, runs.int8, runs.count_options, timeout)
+        with named_as_given(given, artifact):  # a counting error names the user's file too
+            feats, counted = _count(artifact, b, threads, shape, cost, runs.int8, runs.count_options, timeout)
         out["count"] = counted
         est = cost_model.estimate(
             b.name,

@@ -19,6 +19,7 @@ from edgekit.errors import InputDataError
 from edgekit.estimate.model_cost import ModelCost
 from edgekit.estimate.ncnn_bounds import HostBudget
 from edgekit.estimate.ncnn_model import check_batch_first, check_input_shape
+from edgekit.estimate.ncnn_operands import NcnnShape, check_operands, check_wiring
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
 
 _NCNN_CONV = {
@@ -193,8 +194,10 @@ def _ncnn_blob_shapes(
     if not io.get("input_shapes") and input_shape:
         check_input_shape(path, input_shape)
     budget = HostBudget(path, layers)  # weights over the caps are refused before ncnn loads them
+    check_wiring(path, layers, budget.names)  # a second Input, a blob read twice without a Split
     net = load_ncnn(path, io.get("options") or {})
     out: dict[str, list[int]] = {}
+    logical: dict[str, NcnnShape] = {}  # ncnn's own order and rank, for check_operands
     ex = net.create_extractor()
     ex.set_light_mode(False)  # keep intermediate blobs, or each is freed once its consumer ran
     try:
@@ -202,8 +205,10 @@ def _ncnn_blob_shapes(
             ex.input(name, input_mat(np.zeros(shape[1:], dtype=np.float32)))
         for index, layer in enumerate(layers):  # file order: a layer's inputs are computed before it
             budget.before(index, layer, out)  # its output bounded from theirs, refused before ncnn makes it
+            check_operands(path, budget.names[index], layer, logical, shapes[0])  # inputs that do not fit
             for blob in layer[2]:
-                out[blob] = _extract(ex, blob, path, shapes)
+                logical[blob] = _extract(ex, blob, path, shapes)
+                out[blob] = _chw(logical[blob])
                 budget.computed(out[blob])
     finally:
         ex.clear()  # the extractor's blobs live in the net's pool allocator: free them first
@@ -212,8 +217,9 @@ def _ncnn_blob_shapes(
     return out
 
 
-def _extract(ex: Any, blob: str, path: Path, shapes: list) -> list[int]:
-    """A blob's (c, h, w) from ncnn: computes the layer that makes it, its inputs being computed already."""
+def _extract(ex: Any, blob: str, path: Path, shapes: list) -> NcnnShape:
+    """A blob's logical shape from ncnn (outermost first: [w], [h, w], [c, h, w], [c, d, h, w]): computes the
+    layer that makes it, its inputs being computed already."""
     ret, mat = ex.extract(blob)
     if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing
         raise InputDataError(
@@ -223,4 +229,12 @@ def _extract(ex: Any, blob: str, path: Path, shapes: list) -> list[int]:
             hint="check the input shape against the model (--input-shape, NCHW)",
         )
     # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
-    return [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)] if mat.dims >= 3 else [1, int(mat.h), int(mat.w)]
+    c, d, h, w = int(mat.c), int(mat.d), int(mat.h), int(mat.w)
+    return {1: [w], 2: [h, w], 3: [c, h, w], 4: [c, d, h, w]}.get(int(mat.dims), [0, 0])
+
+
+def _chw(shape: NcnnShape) -> list[int]:
+    """(c, h, w) as the cost reads it: a 2-D blob [1, h, w], depth folded into h."""
+    if len(shape) == 4:
+        return [shape[0], shape[1] * shape[2], shape[3]]
+    return [1, *shape] if len(shape) == 2 else shape if len(shape) == 3 else [1, 1, shape[-1]]
