@@ -194,7 +194,7 @@ def _ncnn_blob_shapes(
     if not io.get("input_shapes") and input_shape:
         check_input_shape(path, input_shape)
     budget = HostBudget(path, layers)  # weights over the caps are refused before ncnn loads them
-    check_wiring(path, layers, budget.names)  # a second Input, a blob read twice without a Split
+    check_wiring(path, layers, budget.names, len(shapes))  # an unfed Input, a blob read twice without a Split
     net = load_ncnn(path, io.get("options") or {})
     out: dict[str, list[int]] = {}
     logical: dict[str, NcnnShape] = {}  # ncnn's own order and rank, for check_operands

@@ -19,11 +19,12 @@ NcnnShape = list[
 ]  # a blob's logical shape in ncnn's order, outermost first: [w], [h, w], [c, h, w], [c, d, h, w]
 
 
-def check_wiring(path: Path, layers: list, names: list[str]) -> None:
-    """One Input layer, and each blob read by at most one layer (ncnn's Split makes the copies a second reader
-    needs; without one the guest's light-mode run fails with -100 once the first reader has freed it)."""
+def check_wiring(path: Path, layers: list, names: list[str], fed: int) -> None:
+    """No more Input layers than the `fed` input shapes (one, --input-shape, unless an artifact's sidecar states
+    more: the rest were left unfed, 0 MACs), and each blob read by at most one layer (ncnn's Split makes the copies
+    a second reader needs; without one the guest's light-mode run fails with -100 once the first reader freed it)."""
     inputs = [name for (kind, _, _, _), name in zip(layers, names) if kind == "Input"]
-    if len(inputs) > 1:
+    if len(inputs) > max(fed, 1):
         raise InputDataError(
             f"the model has {len(inputs)} inputs (Input layers {', '.join(map(repr, inputs))}); edgekit handles "
             "single-input models",
