@@ -39,7 +39,7 @@ click.Option.get_error_hint = _error_hint  # type: ignore[method-assign]
 # failed a `set -o pipefail` script. Its help console is edgekit's (a subclass: only that exit differs).
 typer.rich_utils.Console = Console  # type: ignore[attr-defined]
 
-app = typer.Typer(
+_app = typer.Typer(
     name="edgekit",
     help="Take a trained model to Raspberry Pis and Android phones, and measure how it behaves there.\n\n"
     "Example: edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu",
@@ -59,7 +59,7 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="show tracebacks and paramiko's log"),
     _version: bool = typer.Option(
@@ -76,7 +76,7 @@ def _root(
     """
 
 
-@app.command()
+@_app.command()
 def version() -> None:
     """Print edgekit's version and the versions of the runtimes it finds.
 
@@ -98,46 +98,53 @@ def version() -> None:
             typer.echo(f"  {name} (not installed)")
 
 
-def _register_all() -> None:
-    from edgekit.cli import (
-        analyze,
-        bench,
-        cache,
-        convert,
-        deploy,
-        emu,
-        estimate,
-        formats,
-        lab,
-        nightly,
-        profile,
-        report,
-        roofline,
-        runs,
-        targets,
-    )
-
-    for module in (
-        convert,
-        cache,
-        deploy,
-        bench,
-        emu,
-        targets,
-        formats,
-        runs,
-        report,
-        nightly,
-        analyze,
-        estimate,
-        roofline,
-        profile,
-        lab,
-    ):
-        module.register(app)
+# each command group's module, in --help's order; a module registers the one top-level command of its name
+COMMANDS = (
+    "convert",
+    "cache",
+    "deploy",
+    "bench",
+    "emu",
+    "targets",
+    "formats",
+    "runs",
+    "report",
+    "nightly",
+    "analyze",
+    "estimate",
+    "roofline",
+    "profile",
+    "lab",
+)
+_registered: set[str] = set()
 
 
-_register_all()
+def _register(names: tuple[str, ...] = COMMANDS) -> typer.Typer:
+    """The app with the command groups `names` registered (once each). Every module is imported only where needed:
+    importing all of them (numpy, SQLAlchemy, pydantic, paramiko) took ~0.35 s of CPU on each run of edgekit."""
+    import importlib
+
+    for name in names:
+        if name not in _registered:
+            _registered.add(name)
+            importlib.import_module(f"edgekit.cli.{name}").register(_app)
+    return _app
+
+
+def _groups_for(argv: list[str]) -> tuple[str, ...]:
+    """The command groups an edgekit command line needs: the one its first word (after the root's flags) names,
+    none for `version`, every one otherwise (`edgekit --help`, a misspelt command: click lists or suggests them)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words and words[0] in COMMANDS:
+        return (words[0],)
+    return () if words[:1] == ["version"] else COMMANDS
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`edgekit.cli.app` for an embedding program (typer's CliRunner): every command registered."""
+    if name == "app":
+        return _register()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _debug() -> bool:
@@ -244,7 +251,7 @@ def _main() -> None:
     try:
         with in_use() if _holds_cache(sys.argv[1:]) else contextlib.nullcontext():
             try:
-                code = app(
+                code = _register(_groups_for(sys.argv[1:]))(
                     standalone_mode=False
                 )  # click returns typer.Exit's code here instead of raising it
             except SystemExit as exc:  # click's own exit 1 on a closed stdout (it wraps sys.stdout first)
