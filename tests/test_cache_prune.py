@@ -180,7 +180,7 @@ def test_every_command_but_prune_holds_the_cache_while_it_runs(
         seen.append(edgekit(home, "cache", "prune", "--all"))
         return 0
 
-    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(cli, "_register", lambda *_groups: app)  # the app a command line runs
     monkeypatch.setattr(sys, "argv", ["edgekit", "version"])
     cli._main()
     assert seen[0].returncode == 1 and "is using the conversion cache" in seen[0].stderr, seen[0].stderr
