@@ -23,8 +23,12 @@
   33 min 15 s (2026-12-06: the host worker's tests 1907 s, the devices worker's 1977 s, of which the bare-rig lab
   files were about 380 s of waiting); the third worker's tests wait while the other two compute: with three, 25 min
   58 s (the same 1923 tests, a clean clone's .ci/run; 2026-12-07: 25 min 41 s for 1924 tests, 31 min 15 s for 1945 an
-  hour later, the machine's speed varies by that much). test_analyze and test_any_onnx (host-only) run with the devices to even the
-  first and the third; moving four CPU-bound files to the lab's worker made all three slower (36 min 19 s).
+  hour later, the machine's speed varies by that much). test_analyze, test_any_onnx, test_accept_level and
+  test_accept_return (host-only) run with the devices to even the first and the third; moving four CPU-bound files
+  to the lab's worker made all three slower (36 min 19 s). test_lab (a rig of its own: its places are OpenSSH
+  servers of their own in front of the emulated devices' python, which no device fault test touches) runs on the
+  lab's worker: its 158 s were nearly all waiting on the lab's bounds, and the lab's worker had the least to do
+  (2026-12-07 evening: host 1910 s, devices 1894 s, lab 720 s of test time).
 """
 
 from __future__ import annotations
@@ -45,8 +49,6 @@ _SESSION_HOME: tempfile.TemporaryDirectory[str] | None = None
 
 HOST_ONLY = frozenset(
     {
-        "test_accept_level.py",
-        "test_accept_return.py",
         "test_accepted_note.py",
         "test_accuracy.py",
         "test_agent_figures.py",
@@ -214,6 +216,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # mostly waiting on gRPC's and edgekit's bounds) and files that need no device, balancing the other two workers
 LAB_AND_BALANCE = frozenset(
     {
+        "test_lab.py",
         "test_lab_bounds.py",
         "test_lab_cli.py",
         "test_lab_close_grace.py",
@@ -225,6 +228,7 @@ LAB_AND_BALANCE = frozenset(
         "test_builder_import_errors.py",
         "test_count_cache_shape.py",
         "test_count_heartbeat.py",
+        "test_fault_stalled_sshd.py",
         "test_proxy_secret_allowlist.py",
         "test_savedmodel_ops.py",
         "test_tflite_run_cache.py",
