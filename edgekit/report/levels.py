@@ -103,7 +103,7 @@ def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> boo
         return False
     pooled = np.concatenate([e.m.samples_ms for e in timed])
     # the fall, as the rise from the run's median to the baseline's (what judge_key would see the other way)
-    fall = float(np.median(pooled)) / med(m.samples_ms) - 1.0
+    fall = med(pooled.tolist()) / med(m.samples_ms) - 1.0
     threshold = settings.min_change
     levels = [_nights(_timed(lv, emulated)) for lv in earlier if len(_timed(lv, emulated)) >= 2]
     if len(timed) >= settings.min_runs or levels:  # a short accepted level: the drift of the earlier levels
@@ -232,8 +232,8 @@ def _trimmed(logs: np.ndarray) -> np.ndarray:
     n = len(logs)
     if n < ODD_FROM:
         return logs
-    off = np.abs(logs - np.median(logs))
-    cut = ODD_SPREADS * 1.4826 * float(np.median(off))
+    off = np.abs(logs - med(logs.tolist()))
+    cut = ODD_SPREADS * 1.4826 * med(off.tolist())
     odd = off > cut
     if not odd.any() or odd.sum() > n // 4:
         return logs
@@ -251,7 +251,7 @@ def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night
     n = len(logs)
     if n < 2:
         return float("inf")
-    s = max(float(np.std(logs, ddof=1)), 1.4826 * float(np.median(np.abs(logs - np.median(logs)))))
+    s = max(float(np.std(logs, ddof=1)), 1.4826 * med(np.abs(logs - med(logs.tolist())).tolist()))
     return float(np.expm1(stdtrit(n - 1, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))
 
 
@@ -273,11 +273,11 @@ def pooled_bound(
     df_own, df_older = max(len(logs) - 1, 0), sum(len(g) - 1 for g in older)
     if not older or not len(logs):
         return night_bound(nights, alpha)
-    spread = np.concatenate([np.abs(g - np.median(g)) for g in older])
-    s_older = 1.4826 * float(np.median(spread))
+    spread = np.concatenate([np.abs(g - med(g.tolist())) for g in older])
+    s_older = 1.4826 * med(spread.tolist())
     s_own = float(np.std(logs, ddof=1)) if df_own else 0.0
     s = float(np.sqrt((df_own * s_own**2 + df_older * s_older**2) / (df_own + df_older)))
     if df_own:
-        s = max(s, 1.4826 * float(np.median(np.concatenate([spread, np.abs(logs - np.median(logs))]))))
+        s = max(s, 1.4826 * med(np.concatenate([spread, np.abs(logs - med(logs.tolist()))]).tolist()))
     n = len(logs)
     return float(np.expm1(stdtrit(df_own + df_older, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))

@@ -137,7 +137,7 @@ def _latency_verdict(
     earlier: Sequence[Sequence[Sequence[float]]] = (),
 ) -> Verdict | None:
     pooled = np.concatenate([e.m.samples_ms for e in past])
-    old, new = float(np.median(pooled)), med(m.samples_ms)
+    old, new = med(pooled.tolist()), med(m.samples_ms)
     change = new / old - 1.0
     if change < settings.min_change:
         return None
