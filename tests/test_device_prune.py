@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.transport.ssh_files import RemoteFiles
+from edgekit.transport.work_prune import device_prune_script
 
 
 def _script(work_dir: Path) -> str:
-    files = RemoteFiles.__new__(
-        RemoteFiles
-    )  # the script needs no link: only the connection's partial uploads
-    files.partials = set()
-    return files.prune_script(str(work_dir))
+    return device_prune_script(str(work_dir), ())  # no partial uploads of this connection
 
 
 def _folder(path: Path, days_old: float) -> Path:
@@ -56,9 +52,9 @@ def test_the_size_cap_removes_only_edgekit_s_own_artifacts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Over the size cap, the oldest day-old artifact folders went whatever their names."""
-    from edgekit.transport import ssh_files
+    from edgekit.transport import work_prune
 
-    monkeypatch.setattr(ssh_files, "PRUNE_ARTIFACT_MB", 0)  # every day-old folder is over the cap
+    monkeypatch.setattr(work_prune, "PRUNE_ARTIFACT_MB", 0)  # every day-old folder is over the cap
     w = tmp_path / "w"
     mine = _folder(w / "artifacts" / "fedcba9876543210", 2)
     fresh = _folder(w / "artifacts" / "0011223344556677", 0.1)

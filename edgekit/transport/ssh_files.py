@@ -28,12 +28,7 @@ from edgekit.transport.limits import check_download_size
 from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
 from edgekit.transport.ssh_link import Link
 from edgekit.transport.work_prune import (  # the rule, one for every work dir (a local one: work_prune.prune)
-    ARTIFACT_GLOB,
-    PARTIAL_DEPTH,
-    PRUNE_ARTIFACT_DAYS,
-    PRUNE_ARTIFACT_MB,
-    RUN_GLOBS,
-    machine_tag,
+    device_prune_script,
     owner_gone,
     partial_name,
 )
@@ -438,10 +433,10 @@ class RemoteFiles:
         )
 
     def prune(self, work_dir: str) -> None:
-        """The work dir's leftovers at connect (prune_script), then the partial uploads of this machine's edgekit
+        """The work dir's leftovers at connect (work_prune.device_prune_script), then the partial uploads of this machine's edgekit
         processes that are gone (work_prune.owner_gone: one killed mid-upload, whose in-memory `partials` died with
         it; the files on the device are the record). A running one's stay, and another machine's go by age."""
-        listed = exec_simple(self.link, self.prune_script(work_dir)).splitlines()
+        listed = exec_simple(self.link, device_prune_script(work_dir, self.partials)).splitlines()
         self.partials.clear()
         gone = [
             p for p in listed if p.startswith("./") and ".." not in PurePosixPath(p).parts and owner_gone(p)
@@ -449,39 +444,6 @@ class RemoteFiles:
         if gone:
             names = " ".join(shlex.quote(p) for p in gone)
             exec_simple(self.link, f"cd {shlex.quote(work_dir)} && rm -f -- {names}; true")
-
-    def prune_script(self, work_dir: str) -> str:
-        """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
-        connection's own at once; only as deep as edgekit uploads, PARTIAL_DEPTH), run folders older than a day,
-        stale artifact folders (age, then size). Only names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a
-        work dir set to a folder of the user's (`--set work_dir=PATH` on a larger disk, as the disk-space hint says)
-        may hold runs/ and artifacts/ of their own, which a prune by age alone deleted. Prints the younger partial
-        uploads this machine's edgekit wrote (work_prune.partial_name), for `prune` to judge."""
-        w = shlex.quote(work_dir)
-        own = " ".join(shlex.quote(p) for p in sorted(self.partials))
-        cap_kb = PRUNE_ARTIFACT_MB * 1024
-        runs = " -o ".join(f"-name '{g}'" for g in RUN_GLOBS)
-        machine = machine_tag()
-        listed = (
-            f"find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-{machine}p*' -type f -print 2>/dev/null; "
-            if machine
-            else ""
-        )
-        return (
-            f"mkdir -p -- {w} && cd {w} && {{ {{ find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-*' -mmin +60 "
-            "-type f -delete; "
-            + (f"rm -f -- {own}; " if own else "")
-            + f"[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d \\( {runs} \\) -mmin +1440 "
-            "-exec rm -rf {} +; "
-            f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -name '{ARTIFACT_GLOB}' "
-            f"-mtime +{PRUNE_ARTIFACT_DAYS} -exec rm -rf {{}} +; "
-            "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
-            f'[ "$total" -le {cap_kb} ] && break; '
-            f'case "$d" in {ARTIFACT_GLOB}) ;; *) continue ;; esac; '
-            '[ -n "$(find "artifacts/$d" -maxdepth 0 -mmin +1440)" ] || continue; '
-            's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
-            f"}} >/dev/null 2>&1; {listed}}}; true"
-        )
 
 
 def _last_per_path(pairs: list[tuple[Path, str]], abs_path: Callable[[str], str]) -> dict[str, int]:

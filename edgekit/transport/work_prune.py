@@ -1,5 +1,5 @@
 """The leftovers of earlier runs in a work dir, and the rule that bounds them: on a device at every connect
-(ssh_files.prune_script, in shell), and in a work dir on this machine (the local transport's: `host` and `local`
+(device_prune_script, in shell), and in a work dir on this machine (the local transport's: `host` and `local`
 targets) every time a run opens it (open_transport).
 
 The rule: partial uploads older than an hour (at once, a device's whose uploader was an edgekit process of this
@@ -23,10 +23,12 @@ import hashlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,3 +245,38 @@ def _leftover(path: Path, kind: str) -> Leftover:
     except OSError:  # gone meanwhile: dropped by scan
         used = 0.0
     return Leftover(path, kind, size_bytes(path), used)
+
+
+def device_prune_script(work_dir: str, partials: Iterable[str]) -> str:
+    """The shell script that prunes a device's work dir at connect (ssh_files.RemoteFiles.prune runs it). Leftovers
+    of earlier runs: partial uploads older than an hour (never a concurrent run's; this connection's own, `partials`,
+    at once; only as deep as edgekit uploads, PARTIAL_DEPTH), run folders older than a day, stale artifact folders
+    (age, then size). Only names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a
+    work dir set to a folder of the user's (`--set work_dir=PATH` on a larger disk, as the disk-space hint says)
+    may hold runs/ and artifacts/ of their own, which a prune by age alone deleted. Prints the younger partial
+    uploads this machine's edgekit wrote (partial_name), for RemoteFiles.prune to judge (owner_gone)."""
+    w = shlex.quote(work_dir)
+    own = " ".join(shlex.quote(p) for p in sorted(partials))
+    cap_kb = PRUNE_ARTIFACT_MB * 1024
+    runs = " -o ".join(f"-name '{g}'" for g in RUN_GLOBS)
+    machine = machine_tag()
+    listed = (
+        f"find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-{machine}p*' -type f -print 2>/dev/null; "
+        if machine
+        else ""
+    )
+    return (
+        f"mkdir -p -- {w} && cd {w} && {{ {{ find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-*' -mmin +60 "
+        "-type f -delete; "
+        + (f"rm -f -- {own}; " if own else "")
+        + f"[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d \\( {runs} \\) -mmin +1440 "
+        "-exec rm -rf {} +; "
+        f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -name '{ARTIFACT_GLOB}' "
+        f"-mtime +{PRUNE_ARTIFACT_DAYS} -exec rm -rf {{}} +; "
+        "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
+        f'[ "$total" -le {cap_kb} ] && break; '
+        f'case "$d" in {ARTIFACT_GLOB}) ;; *) continue ;; esac; '
+        '[ -n "$(find "artifacts/$d" -maxdepth 0 -mmin +1440)" ] || continue; '
+        's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
+        f"}} >/dev/null 2>&1; {listed}}}; true"
+    )
