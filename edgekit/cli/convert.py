@@ -54,7 +54,6 @@ def convert_cmd(
 
     Example: edgekit convert recipes/yolov5-lite.yaml --format tflite-int8 --format ncnn-int8
     """
-    from edgekit.convert.pipeline import convert_recipe
     from edgekit.recipe import load_recipe
 
     # reading a recipe imports the builders it names (a PyTorch one imports torch, torchvision: seconds, tens of
@@ -77,6 +76,8 @@ def convert_cmd(
         if not formats:
             console.print(f"{loaded.name}: no INT8 format in this recipe, nothing to do")
             return
+    from edgekit.convert.pipeline import convert_recipe  # after the recipe: a bad one is said without it
+
     start = time.perf_counter()
     artifacts: list[Any] = []
     try:

@@ -42,7 +42,10 @@ def report_cmd(
     """
     check_distinct({"--html": html, "--markdown": markdown})
     from edgekit.errors import UsageError
-    from edgekit.report import Settings, build, parse_since, write
+    from edgekit.report import parse_since
+
+    since_ts = parse_since(since)  # a bad --since is said before the store and the report code load
+    from edgekit.report import Settings, build, write
     from edgekit.report import markdown as md
     from edgekit.report.flags import failures_text
     from edgekit.report.selection import unmatched
@@ -56,7 +59,7 @@ def report_cmd(
             raise UsageError(typo[0], hint=typo[1])
         report = build(
             db,
-            since=parse_since(since),
+            since=since_ts,
             recipes=recipe or (),
             targets=targets,
             settings=Settings(min_change=min_change),

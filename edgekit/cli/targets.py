@@ -92,10 +92,11 @@ def check_cmd(
 
     Example: edgekit targets check pi4-emu
     """
-    from edgekit.emu.device_info import check_target
     from edgekit.target import load_target
 
-    target = load_target(name, set_ or [])
+    target = load_target(name, set_ or [])  # a bad target file is said before the device code is imported
+    from edgekit.emu.device_info import check_target
+
     info = check_target(target)
     _print_info(target.name, info)
     wrong = _expected_cpu(target, info)
