@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -148,3 +150,37 @@ def test_a_closed_pipe_ends_any_command_quietly() -> None:
             timeout=120,
         )
         assert "rc=0" in done.stdout and not done.stderr.strip(), (args, done.stdout, done.stderr)
+
+
+_MODULES_AFTER = """
+import json, sys
+sys.argv = ["edgekit", *sys.argv[1:]]
+from edgekit.cli import main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps([code, sorted(sys.modules)]))
+"""
+
+
+def _imported(*args: str, home: str) -> tuple[int, set[str]]:
+    """The exit code of `edgekit ARGS` (run as the console script runs it, in a child) and the modules it imported."""
+    env = {**os.environ, "EDGEKIT_HOME": home}
+    out = subprocess.run(
+        [sys.executable, "-c", _MODULES_AFTER, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    code, modules = json.loads(out.stdout.splitlines()[-1])
+    return code, set(modules)
+
+
+def test_a_command_line_imports_only_its_own_command(tmp_path) -> None:
+    """Every command group's module (and what it imports: numpy, SQLAlchemy, pydantic, paramiko) was imported on
+    every run of edgekit, ~0.35 s before any work: a command line imports its own; `--help` lists them all."""
+    code, imported = _imported("report", "--since", "3x", home=str(tmp_path))
+    assert code == 2 and "edgekit.cli.report" in imported, sorted(imported)
+    others = {f"edgekit.cli.{name}" for name in ("deploy", "bench", "convert", "runs", "targets", "lab")}
+    assert not imported & (others | {"sqlalchemy", "edgekit.store", "numpy"}), imported & others
+    code, imported = _imported("--help", home=str(tmp_path))
+    assert code == 0 and others <= imported, others - imported
