@@ -45,7 +45,14 @@ $(STAMPS)/system: Makefile
 	    exit 1; fi; fi
 	@mkdir -p $(STAMPS) && touch $@
 
+# a fresh set-up writes ~8 GB (.venv 4.3 GB, the emulated devices 2.5 GB, the lab's venv, the system packages, pip's
+# build directories); a disk that fills half-way leaves a broken .venv and pip's "No space left on device", so say it first
+SETUP_DISK_GB ?= 8
 $(STAMPS)/python: pyproject.toml constraints.txt
+	@mkdir -p $(VENV); avail=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ ! -x $(BIN)/python ] && [ "$$avail" -lt $(SETUP_DISK_GB) ]; then \
+	    echo "make setup: only $$avail GB free on $$(df -P $(VENV) | awk 'NR==2 {print $$6}'); a fresh set-up needs about $(SETUP_DISK_GB) GB (.venv, the emulated devices, the system packages); free some space (du -sh /tmp/* ~/.cache/* shows the big ones) and run make setup again" >&2; \
+	    rmdir $(VENV) 2>/dev/null; exit 1; fi
 	@echo "==> python environment in $(VENV) (torch first, then the toolchain)"
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q -U pip setuptools wheel
