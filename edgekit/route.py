@@ -253,8 +253,9 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     slowest = max(eligible, key=lambda c: (c.value, c.artifact))
     route.slowest_artifact = slowest.artifact
     route.speedup_vs_slowest = slowest.value / best.value  # type: ignore[operator]
-    if basis is Basis.P50_MS and len(eligible) > 1:
-        _tie(route, best, eligible[1])
+    if basis is Basis.P50_MS:
+        for c in eligible[1:]:  # every one the samples cannot tell from the choice, not the runner-up alone
+            _tie(route, best, c)
     return route
 
 
@@ -315,8 +316,10 @@ MIN_SAMPLES = 5
 
 
 def _tie(route: Route, best: Candidate, runner_up: Candidate) -> None:
-    """A measured choice the samples cannot tell from the runner-up (rank test) is said to be a tie: a p50 a few
-    per cent lower on a busy machine is not a reason to ship one runtime over another."""
+    """A measured choice the samples cannot tell from a slower candidate (rank test) is said to be a tie: a p50 a
+    few per cent lower on a busy machine is not a reason to ship one runtime over another. Each candidate is tested
+    against the choice: the third of three was 'slower (1.04x ...)' though its samples were no more apart from the
+    choice's than the runner-up's. `tied_with` names the fastest of them; the caveats and rejections name each."""
     if min(len(best.samples), len(runner_up.samples)) < MIN_SAMPLES:
         return
     from edgekit.samples import slower_p_value
@@ -324,7 +327,7 @@ def _tie(route: Route, best: Candidate, runner_up: Candidate) -> None:
     p = slower_p_value(runner_up.samples, best.samples)
     if p < TIE_P:
         return
-    route.tied_with = runner_up.artifact
+    route.tied_with = route.tied_with or runner_up.artifact
     route.caveats.append(
         f"{best.artifact} and {runner_up.artifact} are {NOT_TOLD_APART} (p50 {best.value:.3g} vs "
         f"{runner_up.value:.3g} ms, Mann-Whitney p={p:.2f} over {len(best.samples)} and {len(runner_up.samples)} "

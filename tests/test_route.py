@@ -15,7 +15,7 @@ from edgekit.results import (
     Measurement,
     TargetRun,
 )
-from edgekit.route import DISAGREEMENT, Basis, Candidate, recommend
+from edgekit.route import DISAGREEMENT, Basis, Candidate, Route, recommend
 from edgekit.route_deploy import routes_for_deploy
 
 
@@ -265,6 +265,35 @@ def test_a_measured_choice_the_samples_cannot_tell_from_the_runner_up_is_called_
         "pi4-emu", [Candidate("ncnn-int8", 96.0, True), Candidate("ncnn-fp32", 97.0, True)], Basis.ESTIMATE_MS
     )
     assert est.tied_with is None
+
+
+def test_every_candidate_the_samples_cannot_tell_from_the_choice_is_a_tie_not_the_runner_up_alone() -> None:
+    """Only the runner-up was tested against the choice: a third runtime whose samples were no more apart from the
+    choice's was 'slower (1.12x ...)', and where the runner-up was clearly slower, a third that was not (noisy, its
+    p50 higher) was ranked below it with no tie at all. Each is now tested against the choice."""
+    import numpy as np
+
+    from edgekit.route_rejections import NOT_TOLD_APART, SLOWER
+
+    choice = tuple(float(v) for v in 20 + np.linspace(-3, 3, 20))
+    tight = tuple(float(v) for v in 22 + np.linspace(-0.1, 0.1, 20))  # clearly slower than the choice
+    noisy = tuple(float(v) for v in 22.5 + np.linspace(-20, 20, 20))  # its p50 higher, its samples overlap
+
+    def route(*cands: tuple[str, tuple[float, ...]]) -> Route:
+        return recommend(
+            "host", [Candidate(a, float(np.median(s)), True, samples=s) for a, s in cands], Basis.P50_MS
+        )
+
+    r = route(("ncnn-int8", choice), ("tflite-int8", tight), ("onnx-fp32", noisy))
+    assert r.artifact == "ncnn-int8" and r.tied_with == "onnx-fp32"
+    assert r.rejected["tflite-int8"].startswith(SLOWER)
+    assert r.rejected["onnx-fp32"].startswith(NOT_TOLD_APART) and "slower" not in r.rejected["onnx-fp32"]
+    # three of one noisy machine: both others tied, each said in the caveats; the runner-up is `tied_with`
+    same = tuple(float(v) for v in 20 + np.linspace(-3, 3, 20))
+    r = route(("ncnn-int8", choice), ("tflite-int8", tuple(v + 0.2 for v in same)), ("onnx-fp32", noisy))
+    assert r.tied_with == "tflite-int8"
+    assert all(r.rejected[a].startswith(NOT_TOLD_APART) for a in ("tflite-int8", "onnx-fp32"))
+    assert sum(NOT_TOLD_APART in c for c in r.caveats) == 2
 
 
 def test_an_estimated_choice_inside_the_runner_ups_interval_is_called_a_tie() -> None:

@@ -148,7 +148,7 @@ def test_a_tie_of_two_formats_of_one_runtime_ranks_no_runtime_apart() -> None:
         "host", {"onnx-int8": [m * 0.5 for m in MNN], "onnx-fp32": [o * 0.5 for o in ONNX], "mnn-fp32": SLOW}
     )
     (ranking,) = rank_runtimes(_result(host))
-    assert ranking.sample_tie is None
+    assert ranking.sample_ties == []
     cells = _cells(_result(host))
     assert cells == {"onnxruntime": ["1. onnx-int8 0.545"], "mnn": ["2. mnn-fp32 2.04"]}, cells
 
@@ -173,11 +173,13 @@ def test_a_same_runtime_runner_up_does_not_hide_the_next_runtime_s_tie() -> None
         "mnn": ["=1. mnn-fp32 1.12", "=1. mnn-fp32 11.2"],
     }, cells
     host_ranking = rank_runtimes(result)[0]
-    assert host_ranking.sample_tie is not None and host_ranking.sample_tie[:2] == ("onnx-int8", "mnn-fp32")
-    # the route's own tie is another pair: not said to be the route's
+    assert [t[:2] for t in host_ranking.sample_ties] == [("onnx-int8", "mnn-fp32")]
+    # the route tests every candidate against its choice, mnn-fp32 too (only its runner-up before 2026-12-07,
+    # when this pair was 'a tie by the route's rank test' and mnn-fp32 'slower' in the route)
+    assert route.rejected["mnn-fp32"].startswith("not told apart by these samples"), route.rejected
     note = tie_note(result) or ""
     assert (
-        "=N on host: its timed samples do not tell these apart (Mann-Whitney p=0.45: a tie by the route's rank"
+        "=N on host: its timed samples do not tell these apart (Mann-Whitney p=0.45: a tie, as its route says)"
         in note
     )
     assert (
@@ -187,5 +189,37 @@ def test_a_same_runtime_runner_up_does_not_hide_the_next_runtime_s_tie() -> None
     (line,) = verdicts(rank_runtimes(result))
     assert line.startswith(
         "host's fastest runtime onnxruntime (onnx-int8), which the host's samples do not tell apart from mnn "
-        "(mnn-fp32) (Mann-Whitney p=0.45: a tie by the route's rank test),"
+        "(mnn-fp32) (Mann-Whitney p=0.45: a tie, as its route says),"
     ), line
+
+
+def test_three_runtimes_the_samples_do_not_tell_apart_are_all_tied_and_each_pair_is_said() -> None:
+    """Only the two fastest runtimes' samples were tested: a third as close to the second was ranked '3.' below
+    two '=1.'. Each pair of neighbours is tested now, the chain reads '=1.' three times, the note gives each pair's
+    test; a pair the route does not call a tie (neither is its choice) is 'a tie by the route's rank test'."""
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import tie_note
+
+    third = [o + 0.02 for o in ONNX]  # as close to onnx-fp32 as onnx-fp32 is to mnn-fp32
+    host = _run("host", {"mnn-fp32": MNN, "onnx-fp32": ONNX, "tflite-fp32": third, "opencv-fp32": SLOW})
+    result = _result(host)
+    cells = _cells(result)
+    assert [cells[rt][0] for rt in ("mnn", "onnxruntime", "tflite", "opencv")] == [
+        "=1. mnn-fp32 1.09",
+        "=1. onnx-fp32 1.12",
+        "=1. tflite-fp32 1.14",
+        "4. opencv-fp32 2.04",
+    ], cells
+    (ranking,) = rank_runtimes(result)
+    assert [t[:2] for t in ranking.sample_ties] == [("mnn-fp32", "onnx-fp32"), ("onnx-fp32", "tflite-fp32")]
+    note = tie_note(result) or ""
+    assert (
+        "mnn-fp32 / onnx-fp32: Mann-Whitney p=" in note and "onnx-fp32 / tflite-fp32: Mann-Whitney p=" in note
+    )
+    assert note.count("as its route says") == 1 and "a tie by the route's rank test" in note, note
+    # well apart samples for the third: it is ranked on its own again
+    host = _run("host", {"mnn-fp32": MNN, "onnx-fp32": ONNX, "tflite-fp32": [o + 0.5 for o in ONNX]})
+    cells = _cells(_result(host))
+    assert cells["tflite"] == ["3. tflite-fp32 1.62"] and cells["onnxruntime"] == ["=1. onnx-fp32 1.12"], (
+        cells
+    )

@@ -8,6 +8,7 @@ edgekit.runtimes.ranking_table.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.route import Basis, Candidate, recommend
 from edgekit.route_deploy import candidates_for_run, route_inputs, table_threads
 from edgekit.route_estimates import bounded, estimates_tied
+from edgekit.route_rejections import NOT_TOLD_APART
 
 HOST = "host"
 
@@ -46,10 +48,11 @@ class TargetRanking:
     # estimate basis: artifact -> its estimate ({estimate_ms, low_ms, high_ms}), to tell ties from ranks
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1  # the thread count its figures are at
-    # measured basis: the two fastest runtimes' tie (the first's artifact, the second's, the Mann-Whitney p: their
-    # samples not told apart by the route's rank test, measured_tie); `route_tie`: the route's own tie is that pair
-    sample_tie: tuple[str, str, float] | None = None
-    route_tie: bool = False
+    # measured basis: each pair of neighbours in the ranking whose samples the route's rank test does not tell
+    # apart (the faster's artifact, the slower's, the Mann-Whitney p: measured_ties), fastest pair first;
+    # `route_ties`: the pairs the route itself calls a tie (its choice and each candidate it does not tell apart)
+    sample_ties: list[tuple[str, str, float]] = field(default_factory=list)
+    route_ties: set[tuple[str, str]] = field(default_factory=set)
 
     def rank_of(self, runtime: str) -> int | None:
         return next((e.rank for e in self.entries if e.runtime == runtime), None)
@@ -62,7 +65,7 @@ class TargetRanking:
         """Two ranked entries not ordered by their figures: board estimates one inside the other's 80 % interval,
         or measured samples the route's rank test does not tell apart (its tie)."""
         if self.basis is Basis.P50_MS:
-            return self.sample_tie is not None and {a.artifact, b.artifact} == set(self.sample_tie[:2])
+            return self.sample_pair(a, b) is not None
         return estimates_tied(*(self.estimates.get(e.artifact or "") for e in (a, b)))
 
     def tied_with(self, entry: RuntimeEntry) -> RuntimeEntry | None:
@@ -75,20 +78,36 @@ class TargetRanking:
             (e for e in ranked[max(k - 1, 0) : k + 2] if e is not entry and self.tied(entry, e)), None
         )
 
-    def tie_test(self) -> str:
-        """'Mann-Whitney p=0.55: a tie, as its route says', or where the route's own tie is another pair (its
-        choice with a format of the same runtime), 'a tie by the route's rank test'."""
-        p = self.sample_tie[2] if self.sample_tie else 1.0
+    def sample_pair(self, a: RuntimeEntry, b: RuntimeEntry) -> tuple[str, str, float] | None:
+        """The measured tie of `a` and `b` (either order), None when their samples are told apart or untested."""
+        pair = {a.artifact, b.artifact}
+        return next((t for t in self.sample_ties if {t[0], t[1]} == pair), None)
+
+    def tie_test(self, pair: tuple[str, str, float] | None = None) -> str:
+        """'Mann-Whitney p=0.55: a tie, as its route says' of `pair` (None: the fastest tied pair), or where the
+        route's own tie is another pair (its choice with a format of the same runtime), 'a tie by the route's
+        rank test'."""
+        pair = pair or (self.sample_ties[0] if self.sample_ties else None)
+        p = pair[2] if pair else 1.0
+        ours = pair is not None and pair[:2] in self.route_ties
         return f"Mann-Whitney p={p:.2f}: a tie" + (
-            ", as its route says" if self.route_tie else " by the route's rank test"
+            ", as its route says" if ours else " by the route's rank test"
         )
 
-    def tie_words(self, first: bool, rival: RuntimeEntry) -> str:
-        """What does not order an entry and the `rival` it is tied with: 'the estimates do not rank the two: ...'
+    def tie_note(self) -> str:
+        """Every measured tie of the ranking, for the note under the table: the test of the one pair, or of each
+        ('mnn-fp32 / onnx-fp32: Mann-Whitney p=0.55: ...; onnx-fp32 / tflite-fp32: ...')."""
+        if len(self.sample_ties) == 1:
+            return self.tie_test()
+        return "; ".join(f"{a} / {b}: {self.tie_test((a, b, p))}" for a, b, p in self.sample_ties)
+
+    def tie_words(self, first: bool, entry: RuntimeEntry, rival: RuntimeEntry) -> str:
+        """What does not order `entry` and the `rival` it is tied with: 'the estimates do not rank the two: ...'
         or, measured, the route's rank test; `first`: the entry is the first of the two ('it apart from X')."""
         apart = f"it apart from {rival.runtime} ({rival.artifact})"
-        if self.basis is Basis.P50_MS and self.sample_tie is not None:
-            return f"the samples do not tell {apart if first else 'the two apart'} ({self.tie_test()})"
+        pair = self.sample_pair(entry, rival) if self.basis is Basis.P50_MS else None
+        if pair is not None:
+            return f"the samples do not tell {apart if first else 'the two apart'} ({self.tie_test(pair)})"
         return (
             f"the estimates do not rank {apart if first else 'the two'}: one lies inside the other's interval"
         )
@@ -138,11 +157,13 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             e.rank = k
         ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
         if basis is Basis.P50_MS:
-            ranking.sample_tie = measured_tie(candidates, ranked)
+            ranking.sample_ties = measured_ties(candidates, ranked)
             route = recommend(run.target, candidates, basis, n)
-            ranking.route_tie = ranking.sample_tie is not None and (route.artifact, route.tied_with) == tuple(
-                ranking.sample_tie[:2]
-            )
+            ranking.route_ties = {
+                (route.artifact or "", a)
+                for a, why in route.rejected.items()
+                if why.startswith(NOT_TOLD_APART)
+            }
         if basis is Basis.ESTIMATE_MS:
             ranking.estimates = {
                 e.artifact: est for e in ranked if e.artifact and (est := bounded(run, e.artifact, n))
@@ -157,23 +178,26 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
     return rankings
 
 
-def measured_tie(candidates: list[Candidate], ranked: list[RuntimeEntry]) -> tuple[str, str, float] | None:
-    """The tie of the two fastest runtimes (`ranked`: first the fastest) as the route's rank test tells it
-    (route._tie: at least MIN_SAMPLES each, the second not slower at TIE_P), on their own samples: the first's
-    artifact, the second's and the p. 'mnn-fp32 and onnx-fp32 are not told apart by these samples (Mann-Whitney
-    p=0.55)' was the route's note while the table ranked them 1 and 2. The route's runner-up was tested alone: one
-    of the same runtime (onnx-fp32 under onnx-int8) hid mnn-fp32 at p=0.45, ranked 2 on the host and '=1.' on pi5."""
-    if len(ranked) < 2:
-        return None
+def measured_ties(candidates: list[Candidate], ranked: list[RuntimeEntry]) -> list[tuple[str, str, float]]:
+    """The ties of neighbouring runtimes (`ranked`: first the fastest) as the route's rank test tells them
+    (route._tie: at least MIN_SAMPLES each, the slower not slower at TIE_P), on their own samples: the faster's
+    artifact, the slower's and the p, fastest pair first. 'mnn-fp32 and onnx-fp32 are not told apart by these
+    samples (Mann-Whitney p=0.55)' was the route's note while the table ranked them 1 and 2. The route's runner-up
+    was tested alone: one of the same runtime (onnx-fp32 under onnx-int8) hid mnn-fp32 at p=0.45, ranked 2 on the
+    host and '=1.' on pi5. Only the two fastest were tested: a third runtime as close to the second was '3.'."""
     from edgekit.route import MIN_SAMPLES, TIE_P
     from edgekit.samples import slower_p_value
 
     samples = {c.artifact: c.samples for c in candidates}
-    first, second = (samples.get(e.artifact or "", ()) for e in ranked[:2])
-    if min(len(first), len(second)) < MIN_SAMPLES:
-        return None
-    p = slower_p_value(second, first)  # as route._tie tests the runner-up against the choice
-    return (ranked[0].artifact or "", ranked[1].artifact or "", p) if p >= TIE_P else None
+    ties = []
+    for faster, slower in itertools.pairwise(ranked):
+        a, b = samples.get(faster.artifact or "", ()), samples.get(slower.artifact or "", ())
+        if min(len(a), len(b)) < MIN_SAMPLES:
+            continue
+        p = slower_p_value(b, a)  # as route._tie tests a slower candidate against the choice
+        if p >= TIE_P:
+            ties.append((faster.artifact or "", slower.artifact or "", p))
+    return ties
 
 
 def _not_run(run: TargetRun, cands: list[Any]) -> str:

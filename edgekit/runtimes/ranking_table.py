@@ -47,10 +47,11 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             f"{board.runtime} ({board.artifact}, ranked {_shown_rank(host, board)} on the host)"
         )
     other = host.tied_with(board) if board is not None else None
-    if other is not None and host.sample_tie is not None:  # the host's own route called the two a tie
+    pair = host.sample_pair(board, other) if board is not None and other is not None else None
+    if other is not None and pair is not None:  # the host's samples do not tell the two apart
         lead += (
             f", which the host's samples do not tell apart from {other.runtime} ({other.artifact}) "
-            f"({host.tie_test()}),"
+            f"({host.tie_test(pair)}),"
         )
     lines = []
     for r in rankings:
@@ -76,11 +77,11 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
         rival = r.fastest if rank != 1 else next((e for e in r.entries if e.rank == 2), None)
         if mine is not None and rival is not None and r.tied(mine, rival):
             if rank == 1:
-                same += ", though " + r.tie_words(True, rival)
+                same += ", though " + r.tie_words(True, mine, rival)
             else:  # the runtimes table shows both '=1.': 'ranked 2 of 2; fastest there' said otherwise
                 same = (
                     f"ranked {_shown_rank(r, mine)} of {ranked}{own} with {rival.runtime} ({rival.artifact}): "
-                    + r.tie_words(False, rival)
+                    + r.tie_words(False, mine, rival)
                 )
         note = {
             Basis.ESTIMATE_MS: " (by board estimates, * interval not validated: confirm on the board)"
@@ -205,8 +206,8 @@ def _tie_lines(rankings: list[TargetRanking]) -> list[str]:
     if any(r.basis is Basis.ESTIMATE_MS for r in tied):
         lines.append("=N: the board estimates do not rank these apart (one lies inside the other's interval)")
     for r in tied:
-        if r.basis is Basis.P50_MS and r.sample_tie is not None:
-            lines.append(f"=N on {r.target}: its timed samples do not tell these apart ({r.tie_test()})")
+        if r.basis is Basis.P50_MS and r.sample_ties:
+            lines.append(f"=N on {r.target}: its timed samples do not tell these apart ({r.tie_note()})")
     return lines
 
 
