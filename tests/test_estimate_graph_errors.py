@@ -128,6 +128,44 @@ def test_an_eltwise_or_binaryop_of_unequal_inputs_is_refused(tmp_path: Path) -> 
         assert "hint: check the params of the layers making those inputs" in stderr, stderr
 
 
+# a BinaryOp of a convolution's [8, 16, 16] and a constant of another rank: MemoryData {md} (0=w 1=h 2=c)
+RANKS = """7767517
+4 4
+Input            data   0 1 data 0=16 1=16 2=3
+Convolution      c1     1 1 data c1 0=8 1=1 5=1 6=24
+MemoryData       k      0 1 k {md}
+BinaryOp         add    2 1 c1 k out 0=0
+"""
+
+
+def test_a_binaryop_of_two_ranks_is_judged_by_ncnns_broadcasting_rule(tmp_path: Path) -> None:
+    """Inputs of different ranks were never judged: ncnn computes them whatever they are, reading past the smaller
+    one ([5] beside [8, 16, 16]; [16, 16] beside it made a [16, 16, 16] output from 8 channels). ncnn's rule,
+    outermost first: a lower-rank operand matches the other's outermost dimensions ([8]: per channel; [8, 1]) or,
+    for one dimension, its innermost ([16]); all ones is a scalar. Checked by roofline, before ncnn runs it."""
+    for md, fits in (
+        ("0=8", True),
+        ("0=16", True),
+        ("0=1 1=8", True),
+        ("0=1 1=1", True),
+        ("0=5", False),
+        ("0=16 1=16", False),
+    ):
+        _write(tmp_path, "ranks.param", RANKS.format(md=md))
+        out = procs.run(
+            "roofline", "ranks.param", "--board", "pi4", "--input-shape", "1,3,16,16", cwd=tmp_path
+        )
+        if fits:
+            assert out.returncode == 0, (md, out.stderr)
+            continue
+        stderr = procs.named(out)
+        assert "layer 'add' (BinaryOp: its inputs must be equal or 1 in each dimension" in stderr, (
+            md,
+            stderr,
+        )
+        assert "c1 [8, 16, 16], k [" in stderr, stderr
+
+
 def test_a_blob_read_twice_without_a_split_and_a_second_input_are_refused_before_counting(
     tmp_path: Path,
 ) -> None:

@@ -64,7 +64,10 @@ def check_operands(
         what = "Eltwise: its inputs must have one shape"
     elif kind == "BinaryOp" and _int(p.get("1", "0")) == 0:  # 1=1: with a scalar, one input
         bad = not _broadcastable(ins[0], ins[1])
-        what = "BinaryOp: its inputs must be equal or 1 in each dimension"
+        what = (
+            "BinaryOp: its inputs must be equal or 1 in each dimension, a lower-rank one matching the other's "
+            "outermost dimensions"
+        )
     else:
         return
     if not bad:
@@ -89,11 +92,18 @@ def _concatenable(ins: list[NcnnShape], axis: int) -> bool:
 
 
 def _broadcastable(a: NcnnShape, b: NcnnShape) -> bool:
-    """Same rank: each dimension equal or 1 in one of them. Ranks that differ are not judged here: ncnn aligns a
-    lower-rank operand its own way (a 1-D one against the channels), so only ncnn's own run judges them."""
-    if len(a) != len(b):
+    """ncnn's BinaryOp broadcasting (its operation table's "broadcasting rule"), outermost dimension first: the
+    same rank, each dimension equal or 1 in one of them; a lower rank, all ones (scalar-like), or its dimensions the
+    other's outermost ones, each equal or 1 (ncnn broadcasts it over the inner axes, the opposite of numpy: [8]
+    beside [8, 16, 16] is a per-channel operand), or one dimension the size of the other's innermost (kept for
+    compatibility). Anything else ncnn still computes, reading past the smaller operand: [5] beside [16, 8], or
+    [16, 16] beside [8, 16, 16], which ncnn makes a [16, 16, 16] output from 8 channels."""
+    if len(a) == len(b):
+        return all(x == y or 1 in (x, y) for x, y in zip(a, b))
+    lo, hi = (a, b) if len(a) < len(b) else (b, a)
+    if all(x == 1 for x in lo) or all(x == y or 1 in (x, y) for x, y in zip(lo, hi)):
         return True
-    return all(x == y or 1 in (x, y) for x, y in zip(a, b))
+    return len(lo) == 1 and lo[0] == hi[-1]
 
 
 _CHECK_PARAMS = "check the params of the layers making those inputs (their output counts, strides, pads)"
