@@ -162,6 +162,11 @@ def test_the_run_key_follows_what_the_savedmodel_depends_on(
     calib = tmp_path / "calibration.npy"
     onnx2tf_run.write_calibration(recipe, calib)
     assert tflite_runs.run_key(onnx_path, job, calib) == key  # what the selective build looks up
+    # the run kept what tflite-int8 with float io reads, and wrote neither the int8-io (full-integer) file nor the
+    # dynamic-range one nor the int16 ones: onnx2tf's log names each as skipped, and onnx2tf_cause never does
+    written = sorted(p.name for p in (tflite_runs.runs_dir() / key / "out").glob("*.tflite"))
+    assert written == ["model_float16.tflite", "model_float32.tflite", "model_integer_quant.tflite"], written
+    assert job["int8_io"] == "float" and not job["dynamic"]
 
     # other calibration data (its first sample steers onnx2tf's layout check): another run
     other = tiny_recipe(

@@ -56,6 +56,8 @@ def onnx2tf_job(onnx_path: Path, recipe: Recipe, int8: bool, dynamic: bool) -> d
     return {
         "int8": int8,
         "dynamic": dynamic,
+        # which of onnx2tf's two INT8 files the recipe reads (edgekit.convert.tflite._files): the other is skipped
+        "int8_io": recipe.int8.io.value if int8 else None,
         # a float run quantizes only the dynamic-range file, which is per-channel whatever int8.granularity says
         # (per-tensor dynamic-range gave NaN; the file's cache key says per-channel): granularity is INT8's
         "quant_type": recipe.int8.granularity.value if int8 else Granularity.PER_CHANNEL.value,
@@ -90,7 +92,7 @@ def onnx2tf_cause(log: Path) -> str | None:
     node = next((ln.split(":", 2)[-1].strip() for ln in reversed(lines) if "onnx_op_name:" in ln), None)
     for ln in reversed(lines):
         m = _EXCEPTION.match(ln)
-        if m and "edgekit: int16" not in ln:
+        if m and SKIPPED not in ln:
             text = f"{m.group(1).rpartition('.')[2]}: {m.group(3)}"[:300]
             return text + (f" (at ONNX node {node})" if node else "")
     return None
@@ -187,26 +189,55 @@ def log_tail(log: Path, lines: int = 25) -> str:
 
 
 # --- in the child process ----------------------------------------------------------------------------------
-def skip_int16_variants() -> None:
-    """Make TFLite conversions that target int16 activations fail fast; onnx2tf logs and moves on."""
+SKIPPED = "variant skipped on purpose"  # in the RuntimeError that skips one, which onnx2tf logs as a warning
+
+
+def skip_variants(job: dict[str, Any]) -> None:
+    """Make the TFLite conversions of an INT8 (-oiqt) run that nothing reads fail fast; onnx2tf logs each and
+    moves on (each sits in a try of its own, or last in one): the int16-activation variants (reference kernels,
+    about 30x slower; calibrating them roughly doubled the run), the full-integer file (int8 input and output)
+    when the recipe's io is float, and the dynamic-range file when the run does not serve tflite-dynamic (a
+    second calibration pass over the whole data, and a third conversion, for files no one read)."""
     import tensorflow as tf
 
     int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-    original = tf.lite.TFLiteConverter.from_saved_model
 
-    def from_saved_model(*args: Any, **kwargs: Any) -> Any:
+    def calibrated(converter: Any) -> str | None:  # onnx2tf's INT8 converters: from its SavedModel
+        if int16 in converter.target_spec.supported_ops:
+            return "int16-activation"
+        int8_io = tf.float32 not in (converter.inference_input_type, converter.inference_output_type)
+        if int8_io and job.get("int8_io") == "float":
+            return "full-integer (int8 input and output)"
+        return None
+
+    def dynamic_range(converter: Any) -> str | None:  # its dynamic-range one: from its concrete function
+        quantizing = bool(converter.optimizations) and not converter.target_spec.supported_types
+        if quantizing and converter.representative_dataset is None and job["int8"] and not job["dynamic"]:
+            return "dynamic-range"
+        return None
+
+    _skip_in(tf.lite.TFLiteConverter, "from_saved_model", calibrated)
+    _skip_in(tf.lite.TFLiteConverter, "from_concrete_functions", dynamic_range)
+
+
+def _skip_in(cls: Any, factory: str, skipped: Callable[[Any], str | None]) -> None:
+    """Wrap `cls.factory` so that each converter it makes raises, at convert(), when `skipped` names it."""
+    original = getattr(cls, factory)
+
+    def make(*args: Any, **kwargs: Any) -> Any:
         converter = original(*args, **kwargs)
         real_convert = converter.convert
 
         def convert() -> Any:
-            if int16 in converter.target_spec.supported_ops:
-                raise RuntimeError("edgekit: int16-activation variant skipped on purpose")
+            what = skipped(converter)
+            if what:
+                raise RuntimeError(f"edgekit: {what} {SKIPPED}")
             return real_convert()
 
         converter.convert = convert
         return converter
 
-    tf.lite.TFLiteConverter.from_saved_model = from_saved_model
+    setattr(cls, factory, make)
 
 
 def validate_on_one_sample(job: dict[str, Any]) -> None:

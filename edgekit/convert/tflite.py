@@ -14,7 +14,9 @@ Choices, with the reasons measured in docs/notes/conversion.md:
 - int8 input/output (`io: int8`) picks onnx2tf's `full_integer_quant` file (`-iqd int8 -oqd int8`), float io
   its `integer_quant` file;
 - the int16-activation variants that `-oiqt` also writes are skipped inside the child (they run on reference
-  kernels, about 30x slower, and calibrating them roughly doubles the INT8 run's time);
+  kernels, about 30x slower, and calibrating them roughly doubles the INT8 run's time), and so are the INT8
+  file of the other io (`full_integer_quant` for io: float: a second calibration pass) and the dynamic-range
+  file when tflite-dynamic is not asked (onnx2tf_run.skip_variants; the run's cache key says which it kept);
 - the recipe's `tflite:` options (edgekit.recipe.TfliteOptions) reach onnx2tf typed: operators rewritten as
   builtin ones (by default those the model has that would become Flex ops, e.g. Erf from GELU), grouped
   convolutions as separable ones, BatchMatMul unfolded;
@@ -55,7 +57,7 @@ from edgekit.convert.onnx2tf_run import (
     onnx2tf_job,
     onnx2tf_kwargs,
     run_child,
-    skip_int16_variants,
+    skip_variants,
     validate_on_one_sample,
     write_calibration,
 )
@@ -194,7 +196,10 @@ class TfliteConverter(Converter):
             job: dict[str, Any] = {
                 "onnx": "model.onnx",
                 "out": "out",
-                **onnx2tf_job(onnx_path, recipe, run.int8, run.dynamic),
+                # an INT8 run that serves tflite-dynamic says so: without it the child skips that file
+                **onnx2tf_job(
+                    onnx_path, recipe, run.int8, run.dynamic or Format.TFLITE_DYNAMIC in run.formats
+                ),
             }
             if run.int8:
                 job["calibration"] = write_calibration(recipe, work / "calibration.npy")
@@ -304,7 +309,7 @@ def _child(job_path: Path) -> None:
     start = time.perf_counter()
     import onnx2tf
 
-    skip_int16_variants()
+    skip_variants(job)
     validate_on_one_sample(job)
     onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"], **onnx2tf_kwargs(job))
     flex = {p.name: flex_ops(p) for p in Path(job["out"]).glob("*.tflite")}

@@ -115,8 +115,12 @@ def build_selective(
     onnx2tf_args = onnx2tf_job(onnx_path, recipe, int8=True, dynamic=False)
     calibration = write_calibration(recipe, work / "calibration.npy")
     # the converter's INT8 run of this model, data and options, where the cache has it
-    if saved_model is None:
-        cached = tflite_runs.lookup(tflite_runs.run_key(onnx_path, onnx2tf_args, work / calibration))
+    if saved_model is None:  # made with or without the dynamic-range file: the same SavedModel
+        keys = [
+            tflite_runs.run_key(onnx_path, {**onnx2tf_args, "dynamic": d}, work / calibration)
+            for d in (False, True)
+        ]
+        cached = tflite_runs.lookup(keys[0]) or tflite_runs.lookup(keys[1])
         if cached is not None:
             saved_model = cached / "out"
             if progress is not None:
@@ -253,12 +257,12 @@ def _child(job_path: Path) -> None:
         from edgekit.convert.onnx2tf_run import (
             SAMPLE_FILE,
             onnx2tf_kwargs,
-            skip_int16_variants,
+            skip_variants,
             validate_on_one_sample,
         )
 
         np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
-        skip_int16_variants()
+        skip_variants(job)
         validate_on_one_sample(job)
         onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", **onnx2tf_kwargs(job))
         saved = "saved"
