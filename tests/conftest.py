@@ -101,6 +101,7 @@ HOST_ONLY = frozenset(
         "test_fault_keep_results.py",
         "test_fault_target_python.py",
         "test_fidelity.py",
+        "test_fit_cache.py",
         "test_free_batch_onnx.py",
         "test_host_lock.py",
         "test_hostile_device_output.py",

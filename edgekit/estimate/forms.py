@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares
 
-from edgekit.estimate import calibration
+from edgekit.estimate import calibration, fit_cache
 
 CALIBRATED_THREADS = calibration.THREADS
 
@@ -174,6 +173,12 @@ def fit(candidate: Candidate, board: str, threads: int, data: Sequence[tuple[Fea
     """Rates >= 0 minimizing sum(log(predicted / published)^2); a term no point exercises keeps rate 0."""
     x_terms = np.array([candidate.terms(f, threads) for f, _ in data], dtype=np.float64)
     y = np.array([ms for _, ms in data], dtype=np.float64)
+    stored = fit_cache.key(candidate.name, threads, x_terms, y)
+    known = fit_cache.get(
+        stored
+    )  # the same terms and figures fitted before (fit_cache: hundreds per estimate)
+    if known is not None:
+        return Fit(candidate.name, board, threads, list(known))
     used = x_terms.max(axis=0) > 0
     scale = (
         np.where(
@@ -190,9 +195,13 @@ def fit(candidate: Candidate, board: str, threads: int, data: Sequence[tuple[Fea
         rates = np.where(used, np.exp(x) * scale, 0.0)
         return np.log(np.maximum(x_terms @ rates, 1e-30) / y)
 
+    from scipy.optimize import least_squares
+
     x0 = np.where(used, math.log(1.0 / max(1, int(used.sum()))), 0.0)
     res = least_squares(residuals, x0, method="trf")
-    return Fit(candidate.name, board, threads, [float(v) for v in np.where(used, np.exp(res.x) * scale, 0.0)])
+    rates = [float(v) for v in np.where(used, np.exp(res.x) * scale, 0.0)]
+    fit_cache.put(stored, rates)
+    return Fit(candidate.name, board, threads, rates)
 
 
 # --- cross-validation ----------------------------------------------------------------------------------------------
