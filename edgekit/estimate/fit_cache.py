@@ -63,18 +63,19 @@ def put(fit_key: str, rates: list[float]) -> None:
 
 
 def flush() -> None:
-    """Write this process's new fits, merged with the file as it is now."""
+    """Write this process's new fits, merged with the file as it is now. Run at exit: it never raises (a data dir
+    that cannot be made or written, a full disk: the fits are made again next time)."""
     if not _new:
         return
     path = _path()
-    merged = {**_read(path), **_new}
-    if len(merged) > MAX_ENTRIES:
-        merged = dict(_new)
-    from edgekit import paths
-    from edgekit.errors import OutputFileError
+    if path is not None:
+        merged = {**_read(path), **_new}
+        if len(merged) > MAX_ENTRIES:
+            merged = dict(_new)
+        from edgekit import paths
 
-    with contextlib.suppress(OutputFileError):  # a read-only or full disk: the fits are made again next time
-        paths.write_atomic(path, json.dumps(merged))
+        with contextlib.suppress(Exception):
+            paths.write_atomic(path, json.dumps(merged))
     _new.clear()
 
 
@@ -85,13 +86,19 @@ def _load() -> dict[str, list[float]]:
     return _known
 
 
-def _path() -> Path:
+def _path() -> Path | None:
+    """The file, or None where the data dir cannot be made (an estimate needs none: its fits are made here)."""
     from edgekit import paths
 
-    return paths.data_dir() / FILE
+    try:
+        return paths.data_dir() / FILE
+    except Exception:  # noqa: BLE001 - EDGEKIT_HOME a file, unwritable: said by whatever command needs it
+        return None
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
