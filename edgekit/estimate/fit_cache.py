@@ -1,8 +1,8 @@
 """Fitted rates kept between runs: the cost model's fits are deterministic, and an estimate made hundreds of them.
 
-Weighting the forms takes each one's leave-one-model-out error (crossval.ensemble), so one `edgekit estimate` at
-one thread fitted 216 forms (0.6 s of its 1.5 s) and at four threads 644 (2.0 s of 1.9 s wall, the rest overlapping
-the imports), and every deploy to an emulated board did the same for each thread count, every time. A fit's rates
+Weighting the forms takes each one's leave-one-model-out error (crossval.ensemble), so one `edgekit estimate`
+fitted 216 forms at one thread and 644 at four (on a counted model: 1.9 s, 0.9 s with the fits served), and every
+deploy to an emulated board did the same for each thread count, every time. A fit's rates
 depend only on its form's terms at each calibration point, the published figures and the fitting code: the key
 is a digest of exactly those (forms.fit builds the terms and figures it fits) with FIT_VERSION and the numpy and
 scipy versions, so new counts, figures or forms miss and are fitted, never served stale.
